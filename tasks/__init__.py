@@ -1,0 +1,1 @@
+"""seqio tasks of t5rank; registered on import of `t5rank.tasks`."""
