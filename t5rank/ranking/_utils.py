@@ -1,0 +1,659 @@
+"""Shared mechanics of the ranking library: ranks, cutoffs, pairs, reductions.
+
+Every loss, metric and lambda weight in ``t5rank.ranking`` works on arrays of
+shape ``[..., list_size]`` and reuses the helpers below, so masking, tie
+breaking and empty-list handling behave the same everywhere:
+
+* ``where`` is a boolean mask of valid items; masked items never influence a
+  valid item's rank, probability or reduction, whatever their score (``±inf``
+  and ``NaN`` included).
+* Ranks start at 1. Ties keep list order (the item seen first ranks first)
+  unless a PRNG ``key`` is given, which breaks ties at random.
+* A reduction over nothing valid gives 0, never ``NaN``.
+
+>>> import jax.numpy as jnp
+>>> scores = jnp.array([1., 3., 2., 3.])
+>>> print(ranks(scores))
+[4 1 3 2]
+>>> print(ranks(scores, where=jnp.array([True, False, True, True])))
+[3 4 2 1]
+>>> print(cutoff(scores, 2))
+[0. 1. 0. 1.]
+"""
+
+import functools
+import inspect
+from typing import Any, Callable, Optional, Sequence, TypeVar
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+from t5rank.ranking import types
+
+Array = types.Array
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------
+# Reductions and normalisation.
+
+
+def safe_reduce(
+    a: Array,
+    *,
+    where: Optional[Array] = None,
+    reduce_fn: Optional[Callable[..., Array]] = None,
+) -> Array:
+  """Reduces ``a`` over its valid entries without producing ``NaN``.
+
+  * ``reduce_fn=jnp.mean``: the mean over entries where ``where`` is True;
+    when nothing is valid the result is 0. ``NaN`` in a *valid* entry still
+    shows (it is a real error); ``NaN`` in a masked entry is ignored.
+  * ``reduce_fn=None``: no reduction; masked entries are set to 0 so that
+    ``jnp.sum(f(reduce_fn=None)) == f(reduce_fn=jnp.sum)``.
+  * any other ``reduce_fn`` is called as ``reduce_fn(a, where=where)``.
+
+  >>> a = jnp.array([1., 2., jnp.nan])
+  >>> print(safe_reduce(a, where=jnp.array([True, True, False]),
+  ...                   reduce_fn=jnp.mean))
+  1.5
+  >>> print(safe_reduce(a, where=jnp.zeros(3, bool), reduce_fn=jnp.mean))
+  0.0
+  >>> print(safe_reduce(a, where=jnp.array([True, False, False])))
+  [1. 0. 0.]
+
+  Args:
+    a: The array to reduce.
+    where: Optional boolean mask of the entries to include, broadcastable to
+      ``a``.
+    reduce_fn: The reduction (``jnp.mean``, ``jnp.sum``, ...) or None.
+
+  Returns:
+    The reduced array (or ``a`` with masked entries zeroed).
+  """
+  a = jnp.asarray(a)
+  if where is not None:
+    where = jnp.broadcast_to(jnp.asarray(where).astype(bool), a.shape)
+  if reduce_fn is None:
+    if where is None:
+      return a
+    return jnp.where(where, a, jnp.zeros_like(a))
+  if reduce_fn is jnp.mean:
+    if where is None:
+      return jnp.mean(a)
+    total = jnp.sum(jnp.where(where, a, jnp.zeros_like(a)))
+    count = jnp.sum(where)
+    return total / jnp.maximum(count, 1).astype(total.dtype)
+  if where is None:
+    return reduce_fn(a)
+  return reduce_fn(jnp.where(where, a, jnp.zeros_like(a)), where=where)
+
+
+def normalize_probabilities(
+    unscaled: Array,
+    where: Optional[Array] = None,
+    axis: int = -1,
+    *,
+    segments: Optional[Array] = None,
+) -> Array:
+  """Scales non-negative values so the valid ones sum to one along ``axis``.
+
+  When every valid value is zero the result is uniform over the valid items;
+  masked items get 0. A list with no valid item is uniform over all its items
+  (Rax's convention, which keeps downstream logs finite).
+
+  >>> print(normalize_probabilities(jnp.array([1., 3., 0.])))
+  [0.25 0.75 0.  ]
+  >>> print(normalize_probabilities(jnp.array([0., 0., 5.]),
+  ...                               where=jnp.array([True, True, False])))
+  [0.5 0.5 0. ]
+
+  Args:
+    unscaled: Non-negative values, ``[..., list_size]``.
+    where: Optional boolean mask of valid items.
+    axis: The list axis.
+    segments: Optional segment ids; normalisation is then per segment.
+
+  Returns:
+    The normalised probabilities, same shape as ``unscaled``.
+  """
+  unscaled = jnp.moveaxis(jnp.asarray(unscaled), axis, -1)
+  if where is None:
+    where = jnp.ones(unscaled.shape, dtype=bool)
+  else:
+    where = jnp.moveaxis(jnp.asarray(where).astype(bool), axis, -1)
+  values = jnp.where(where, unscaled, jnp.zeros_like(unscaled))
+  if segments is None:
+    total = jnp.sum(values, axis=-1, keepdims=True)
+    count = jnp.sum(where, axis=-1, keepdims=True)
+    everything = jnp.full_like(count, unscaled.shape[-1])
+  else:
+    segments = jnp.moveaxis(jnp.asarray(segments), axis, -1)
+    total = segment_sum(values, segments)
+    count = segment_sum(where.astype(jnp.int32), segments)
+    everything = segment_sum(jnp.ones_like(count), segments)
+  count = jnp.where(count == 0, everything, count)
+  uniform = jnp.where(
+      jnp.any(where, axis=-1, keepdims=True) if segments is None
+      else segment_sum(where.astype(jnp.int32), segments) > 0,
+      where.astype(unscaled.dtype),
+      jnp.ones_like(unscaled),
+  ) / count.astype(unscaled.dtype)
+  safe_total = jnp.where(total == 0, jnp.ones_like(total), total)
+  output = jnp.where(total != 0, values / safe_total, uniform)
+  return jnp.moveaxis(output, -1, axis)
+
+
+def logcumsumexp(
+    x: Array,
+    *,
+    axis: int = -1,
+    where: Optional[Array] = None,
+    reverse: bool = False,
+) -> Array:
+  r"""Cumulative :math:`\log\sum\exp` along ``axis``, skipping masked entries.
+
+  ``out[i] = log(sum_{j <= i, where[j]} exp(x[j]))`` (or ``j >= i`` with
+  ``reverse=True``). Positions before the first valid entry are ``-inf``.
+  Uses an associative scan (O(n log n) work, O(log n) depth), no Python loop.
+
+  >>> print(logcumsumexp(jnp.log(jnp.array([1., 2., 3.]))))
+  [0.        1.0986123 1.7917595]
+  >>> print(logcumsumexp(jnp.log(jnp.array([1., 2., 3.])), reverse=True))
+  [1.7917595 1.609438  1.0986123]
+
+  Args:
+    x: Values, any shape.
+    axis: The axis to accumulate over.
+    where: Optional boolean mask; masked entries add nothing.
+    reverse: Accumulate from the end instead of the start.
+
+  Returns:
+    An array like ``x``.
+  """
+  x = jnp.asarray(x)
+  if where is not None:
+    x = jnp.where(jnp.asarray(where).astype(bool), x, -jnp.inf)
+  axis = axis % x.ndim if x.ndim else 0
+  return lax.cumlogsumexp(x, axis=axis, reverse=reverse)
+
+
+# ---------------------------------------------------------------------------
+# Sorting, ranks and cutoffs.
+
+
+def _sort_keys(scores, where, segments, key):
+  """Sort keys, most significant first: segment, validity, score, noise."""
+  keys = []
+  if segments is not None:
+    keys.append(jnp.asarray(segments))
+  if where is not None:
+    keys.append(jnp.logical_not(jnp.asarray(where).astype(bool)))
+  keys.append(-jnp.asarray(scores))
+  if key is not None:
+    keys.append(jax.random.uniform(key, jnp.shape(scores)))
+  return keys
+
+
+def sort_by(
+    scores: Array,
+    tensors_to_sort: Sequence[Array],
+    *,
+    where: Optional[Array] = None,
+    axis: int = -1,
+    segments: Optional[Array] = None,
+    key: Optional[Array] = None,
+) -> Sequence[Array]:
+  """Sorts ``tensors_to_sort`` by descending ``scores`` along ``axis``.
+
+  Masked items go after all valid ones; ties keep list order unless ``key``
+  is given (random tie break). With ``segments`` items are sorted within their
+  segment and each segment keeps the positions it occupied.
+
+  >>> scores = jnp.array([1., 3., 2.])
+  >>> print(sort_by(scores, [jnp.array([10, 30, 20])])[0])
+  [30 20 10]
+
+  Args:
+    scores: ``[..., list_size]`` scores.
+    tensors_to_sort: Arrays of the same shape as ``scores``.
+    where: Optional boolean mask of valid items.
+    axis: The list axis.
+    segments: Optional segment ids.
+    key: Optional PRNG key for random tie breaking.
+
+  Returns:
+    A tuple with the sorted arrays.
+  """
+  scores = jnp.moveaxis(jnp.asarray(scores), axis, -1)
+  move = lambda a: None if a is None else jnp.moveaxis(jnp.asarray(a), axis,
+                                                       -1)
+  where, segments = move(where), move(segments)
+  tensors = [move(t) for t in tensors_to_sort]
+  keys = _sort_keys(scores, where, segments, key)
+  out = lax.sort(tuple(keys) + tuple(tensors), dimension=scores.ndim - 1,
+                 num_keys=len(keys), is_stable=True)[len(keys):]
+  if segments is not None:
+    # Sorting by segment first groups each segment; move every group back to
+    # the slots its segment held (the k-th slot of segment s, in list order,
+    # receives segment s's k-th item by score).
+    slot_order = jnp.argsort(segments, axis=-1, stable=True)
+    inverse = _inverse_permutation(slot_order)
+    out = [jnp.take_along_axis(t, inverse, axis=-1) for t in out]
+  return tuple(jnp.moveaxis(t, -1, axis) for t in out)
+
+
+def _inverse_permutation(permutation: Array) -> Array:
+  """Inverse of permutations along the last axis (a scatter, not a sort)."""
+  iota = lax.broadcasted_iota(permutation.dtype, permutation.shape,
+                              permutation.ndim - 1)
+  return jnp.put_along_axis(jnp.zeros_like(permutation), permutation, iota,
+                            axis=-1, inplace=False)
+
+
+def _segment_positions(sorted_segments: Array) -> Array:
+  """0-based position within its segment for segment-grouped sorted ids."""
+  n = sorted_segments.shape[-1]
+  iota = lax.broadcasted_iota(jnp.int32, sorted_segments.shape,
+                              sorted_segments.ndim - 1)
+  previous = jnp.concatenate(
+      [sorted_segments[..., :1], sorted_segments[..., :-1]], axis=-1)
+  starts = (iota == 0) | (sorted_segments != previous)
+  first = lax.cummax(jnp.where(starts, iota, 0), axis=sorted_segments.ndim - 1)
+  del n
+  return iota - first
+
+
+def ranks(
+    scores: Array,
+    *,
+    where: Optional[Array] = None,
+    segments: Optional[Array] = None,
+    axis: int = -1,
+    key: Optional[Array] = None,
+) -> Array:
+  """1-based ranks of ``scores`` in descending order (not differentiable).
+
+  Masked items rank after all valid items. Equal scores keep list order
+  (the earlier item gets the smaller rank) unless ``key`` is given, in which
+  case ties are broken uniformly at random. With ``segments`` ranks restart at
+  1 in every segment. One stable sort plus a scatter; no ``[n, n]`` matrix.
+
+  >>> print(ranks(jnp.array([2., 5., 2., 1.])))
+  [2 1 3 4]
+  >>> print(ranks(jnp.array([2., 5., 2., 1.]),
+  ...             segments=jnp.array([0, 0, 1, 1])))
+  [2 1 1 2]
+
+  Args:
+    scores: ``[..., list_size]`` scores.
+    where: Optional boolean mask of valid items.
+    segments: Optional segment ids (only ``axis=-1``).
+    axis: The list axis.
+    key: Optional PRNG key for random tie breaking.
+
+  Returns:
+    int32 ranks, same shape as ``scores``.
+  """
+  scores = jnp.asarray(scores)
+  if segments is not None and axis not in (-1, scores.ndim - 1):
+    raise ValueError(f"ranks: segments need axis=-1, got axis={axis}.")
+  scores = jnp.moveaxis(scores, axis, -1)
+  if where is not None:
+    where = jnp.moveaxis(jnp.asarray(where), axis, -1)
+  last = scores.ndim - 1
+  iota = lax.broadcasted_iota(jnp.int32, scores.shape, last)
+  keys = _sort_keys(scores, where, segments, key)
+  sorted_all = lax.sort(tuple(keys) + (iota,), dimension=last,
+                        num_keys=len(keys), is_stable=True)
+  order = sorted_all[-1]
+  if segments is None:
+    positions = iota
+  else:
+    positions = _segment_positions(sorted_all[0])
+  out = jnp.put_along_axis(jnp.zeros_like(order), order, positions + 1,
+                           axis=-1, inplace=False)
+  return jnp.moveaxis(out, -1, axis)
+
+
+def approx_ranks(
+    scores: Array,
+    *,
+    where: Optional[Array] = None,
+    segments: Optional[Array] = None,
+    key: Optional[Array] = None,
+    step_fn: Callable[[Array], Array] = jax.nn.sigmoid,
+) -> Array:
+  r"""Differentiable approximate ranks :cite:`qin2010general`.
+
+  .. math:: \hat r_i = 1 + \sum_{j \ne i} \op{step}(s_j - s_i)
+
+  over valid ``j`` in the same segment as ``i``; masked items get rank 1.
+  Builds an ``[..., n, n]`` pair matrix.
+
+  >>> print(approx_ranks(jnp.array([0., 0., 10.])))
+  [2.4999547 2.4999547 1.0000908]
+
+  Args:
+    scores: ``[..., list_size]`` scores.
+    where: Optional boolean mask of valid items.
+    segments: Optional segment ids.
+    key: Unused; accepted so rank functions are interchangeable.
+    step_fn: A smooth approximation of the step function ``x >= 0``.
+
+  Returns:
+    Approximate 1-based ranks, same shape as ``scores``.
+  """
+  del key
+  scores = jnp.asarray(scores)
+  pairs = step_fn(scores[..., None, :] - scores[..., :, None])
+  n = scores.shape[-1]
+  mask = ~jnp.eye(n, dtype=bool)
+  if where is not None:
+    where = jnp.asarray(where).astype(bool)
+    mask = mask & where[..., :, None] & where[..., None, :]
+  if segments is not None:
+    mask = mask & same_segment_mask(segments)
+  mask = jnp.broadcast_to(mask, pairs.shape)
+  return 1.0 + jnp.sum(jnp.where(mask, pairs, jnp.zeros_like(pairs)), axis=-1)
+
+
+def cutoff(
+    a: Array,
+    n: Optional[int] = None,
+    *,
+    where: Optional[Array] = None,
+    segments: Optional[Array] = None,
+) -> Array:
+  """1.0 for the ``n`` largest valid values of ``a`` (per list), else 0.0.
+
+  Ties keep list order. ``n=None`` selects everything (masked items too,
+  as in Rax). Uses ``jax.lax.top_k`` when there are no segments.
+
+  >>> print(cutoff(jnp.array([1., 4., 2., 4.]), 2))
+  [0. 1. 0. 1.]
+  >>> print(cutoff(jnp.array([1., 4., 2., 4.]), 2,
+  ...              where=jnp.array([True, False, True, True])))
+  [0. 0. 1. 1.]
+
+  Args:
+    a: ``[..., list_size]`` values.
+    n: How many to keep, or None for no cutoff.
+    where: Optional boolean mask; masked items are never selected.
+    segments: Optional segment ids; the top ``n`` are taken per segment.
+
+  Returns:
+    A float32 array of 0s and 1s, same shape as ``a``.
+  """
+  a = jnp.asarray(a)
+  if n is None:
+    return jnp.ones(a.shape, jnp.float32)
+  _check_topn(n, "cutoff")
+  if segments is not None:
+    selected = ranks(a, where=where, segments=segments) <= n
+  else:
+    selected = top_n_mask(a, n, where=where)
+  if where is not None:
+    selected = selected & jnp.asarray(where).astype(bool)
+  return selected.astype(jnp.float32)
+
+
+def top_n_mask(a: Array, n: int, *, where: Optional[Array] = None) -> Array:
+  """Boolean mask of the ``n`` largest valid entries of ``a`` per list.
+
+  Ties keep list order; masked entries are never selected. One
+  ``jax.lax.top_k`` call.
+
+  >>> print(top_n_mask(jnp.array([3., 1., 3.]), 1))
+  [ True False False]
+  """
+  a = jnp.asarray(a)
+  size = a.shape[-1]
+  k = min(int(n), size)
+  if k == size:
+    sel = jnp.ones(a.shape, bool)
+  elif k == 0:
+    sel = jnp.zeros(a.shape, bool)
+  else:
+    _, order = lax.top_k(_ordering_key(a, where), k)
+    sel = jnp.put_along_axis(jnp.zeros(a.shape, bool), order,
+                             jnp.ones(order.shape, bool), axis=-1,
+                             inplace=False)
+  if where is not None:
+    sel = sel & jnp.asarray(where).astype(bool)
+  return sel
+
+
+def _ordering_key(a: Array, where: Optional[Array]) -> Array:
+  """A float key whose descending order puts masked and NaN items last."""
+  a = jnp.asarray(a)
+  if not jnp.issubdtype(a.dtype, jnp.floating):
+    a = a.astype(jnp.float32)
+  invalid = jnp.isnan(a)
+  if where is not None:
+    invalid = invalid | ~jnp.asarray(where).astype(bool)
+  return jnp.where(invalid, -jnp.inf, a)
+
+
+def approx_cutoff(
+    a: Array,
+    n: Optional[int] = None,
+    *,
+    where: Optional[Array] = None,
+    segments: Optional[Array] = None,
+    step_fn: Callable[[Array], Array] = jax.nn.sigmoid,
+) -> Array:
+  """Smooth probability of being among the ``n`` largest valid values.
+
+  ``step_fn(a - t)`` where the threshold ``t`` (no gradient) lies halfway
+  between the ``n``-th and ``(n+1)``-th largest valid value; lists with at
+  most ``n`` valid items keep everything. Masked items get 0.
+
+  >>> print(approx_cutoff(jnp.array([3., 1., 2.]), 1,
+  ...                     step_fn=lambda x: (x >= 0).astype(jnp.float32)))
+  [1. 0. 0.]
+
+  Args:
+    a: ``[..., list_size]`` values.
+    n: The cutoff, or None for no cutoff.
+    where: Optional boolean mask.
+    segments: Optional segment ids.
+    step_fn: A smooth approximation of ``x >= 0``.
+
+  Returns:
+    Values in [0, 1], same shape as ``a``.
+  """
+  a = jnp.asarray(a)
+  if n is None:
+    return jnp.ones_like(a)
+  _check_topn(n, "approx_cutoff")
+  if n == 0:
+    return jnp.zeros_like(a)
+  a_ranks = ranks(a, where=where, segments=segments)
+  at_boundary = (a_ranks == n) | (a_ranks == n + 1)
+  boundary_values = jnp.where(at_boundary, a, jnp.zeros_like(a))
+  valid = (jnp.ones(a.shape, jnp.int32) if where is None
+           else jnp.asarray(where).astype(jnp.int32))
+  if segments is None:
+    threshold = jnp.sum(boundary_values, axis=-1, keepdims=True) / 2.0
+    num_valid = jnp.sum(valid, axis=-1, keepdims=True)
+  else:
+    threshold = segment_sum(boundary_values, segments) / 2.0
+    num_valid = segment_sum(valid, segments)
+  threshold = lax.stop_gradient(threshold)
+  out = jnp.where(num_valid > n, step_fn(a - threshold), jnp.ones_like(a))
+  if where is not None:
+    out = jnp.where(jnp.asarray(where).astype(bool), out, jnp.zeros_like(out))
+  return out
+
+
+def _check_topn(n, name):
+  if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    raise ValueError(f"{name}: topn must be a non-negative int or None, "
+                     f"got n={n!r}.")
+
+
+# ---------------------------------------------------------------------------
+# Pairs.
+
+
+def compute_pairs(a: Array, op: Callable[[Array, Array], Array]) -> Array:
+  """All pairs ``op(a[..., i], a[..., j])`` as a ``[..., n, n]`` array.
+
+  >>> print(compute_pairs(jnp.array([1., 2.]), jnp.subtract))
+  [[ 0. -1.]
+   [ 1.  0.]]
+  """
+  a = jnp.asarray(a)
+  result = op(a[..., :, None], a[..., None, :])
+  return jnp.broadcast_to(result, a.shape + a.shape[-1:])
+
+
+# ---------------------------------------------------------------------------
+# Segments: items of one list that form separate sub-lists.
+
+
+def same_segment_mask(segments: Array) -> Array:
+  """``[..., n, n]`` mask: True where items ``i`` and ``j`` share a segment.
+
+  >>> print(same_segment_mask(jnp.array([0, 0, 1])).astype(int))
+  [[1 1 0]
+   [1 1 0]
+   [0 0 1]]
+  """
+  segments = jnp.asarray(segments)
+  return segments[..., :, None] == segments[..., None, :]
+
+
+def segment_sum(a: Array, segments: Array,
+                where: Optional[Array] = None) -> Array:
+  """For every item, the sum of ``a`` over the valid items of its segment.
+
+  >>> print(segment_sum(jnp.array([1., 2., 4.]), jnp.array([0, 1, 0])))
+  [5. 2. 5.]
+  """
+  a = jnp.asarray(a)
+  mask = same_segment_mask(segments)
+  if where is not None:
+    mask = mask & jnp.asarray(where).astype(bool)[..., None, :]
+  pairs = jnp.broadcast_to(a[..., None, :], mask.shape)
+  return jnp.sum(jnp.where(mask, pairs, jnp.zeros_like(pairs)), axis=-1)
+
+
+def segment_max(a: Array, segments: Array, where: Optional[Array] = None,
+                initial: float = -jnp.inf) -> Array:
+  """For every item, the max of ``a`` over the valid items of its segment.
+
+  >>> print(segment_max(jnp.array([1., 2., 4.]), jnp.array([0, 1, 0])))
+  [4. 2. 4.]
+  """
+  a = jnp.asarray(a)
+  mask = same_segment_mask(segments)
+  if where is not None:
+    mask = mask & jnp.asarray(where).astype(bool)[..., None, :]
+  pairs = jnp.broadcast_to(a[..., None, :], mask.shape)
+  return jnp.max(pairs, axis=-1, where=mask, initial=initial)
+
+
+def segment_log_softmax(a: Array, segments: Array,
+                        where: Optional[Array] = None) -> Array:
+  """Log-softmax of ``a`` within each segment (over valid items).
+
+  >>> print(jnp.exp(segment_log_softmax(jnp.array([0., 5., 0.]),
+  ...                                   jnp.array([0, 1, 0]))))
+  [0.5 1.  0.5]
+  """
+  a = jnp.asarray(a)
+  finite_min = jnp.min(jnp.where(jnp.isfinite(a), a, 0))
+  shift = lax.stop_gradient(segment_max(a, segments, where=where,
+                                        initial=finite_min))
+  shifted = a - shift
+  masked = shifted if where is None else jnp.where(where, shifted, -jnp.inf)
+  total = segment_sum(jnp.exp(masked), segments, where=where)
+  return shifted - jnp.log(jnp.where(total > 0, total, 1.0))
+
+
+def segment_softmax(a: Array, segments: Array,
+                    where: Optional[Array] = None) -> Array:
+  """Softmax of ``a`` within each segment (over valid items).
+
+  >>> print(segment_softmax(jnp.array([0., 5., 0.]), jnp.array([0, 1, 0])))
+  [0.5 1.  0.5]
+  """
+  return jnp.exp(segment_log_softmax(a, segments, where=where))
+
+
+def in_segment_indices(segments: Array) -> Array:
+  """0-based index of each item among the items of its segment, list order.
+
+  >>> print(in_segment_indices(jnp.array([0, 0, 1, 0, 1])))
+  [0 1 0 2 1]
+  """
+  mask = same_segment_mask(segments).astype(jnp.int32)
+  return jnp.sum(jnp.tril(mask), axis=-1) - 1
+
+
+def first_item_segment_mask(segments: Array,
+                            where: Optional[Array] = None) -> Array:
+  """True for the first valid item of every segment (one entry per segment).
+
+  >>> print(first_item_segment_mask(jnp.array([1, 0, 1, 0])))
+  [ True  True False False]
+  """
+  mask = same_segment_mask(segments)
+  if where is not None:
+    where = jnp.asarray(where).astype(bool)
+    mask = mask & where[..., :, None] & where[..., None, :]
+  first = mask & (jnp.cumsum(mask, axis=-1) == 1)
+  return jnp.any(first, axis=-2)
+
+
+# ---------------------------------------------------------------------------
+# Function naming for transformations.
+
+
+def fun_name(fun: Callable[..., Any]) -> str:
+  """The ``__name__`` of ``fun``, looking through ``functools.partial``."""
+  name = getattr(fun, "__name__", None)
+  if name is not None:
+    return name
+  if isinstance(fun, functools.partial):
+    return fun_name(fun.func)
+  return "<unnamed function>"
+
+
+def wraps(wrapped: Callable[..., Any], namestr: str = "{fun}",
+          docstr: str = "{doc}") -> Callable[[T], T]:
+  """Like ``functools.wraps`` with a new name and docstring.
+
+  >>> def ndcg_metric(scores, labels):
+  ...   '''NDCG.'''
+  >>> @wraps(ndcg_metric, "approx_{fun}", "Approximate {doc}")
+  ... def loss(scores, labels):
+  ...   pass
+  >>> print(loss.__name__, '-', loss.__doc__)
+  approx_ndcg_metric - Approximate NDCG.
+  """
+  def decorator(fun: T) -> T:
+    name = fun_name(wrapped)
+    doc = getattr(wrapped, "__doc__", None) or ""
+    fun.__name__ = namestr.format(fun=name)
+    fun.__qualname__ = fun.__name__
+    fun.__doc__ = docstr.format(fun=name, doc=doc)
+    fun.__module__ = getattr(wrapped, "__module__", None) or fun.__module__
+    fun.__wrapped__ = wrapped
+    return fun
+  return decorator
+
+
+def accepts_kwarg(fn: Callable[..., Any], name: str) -> bool:
+  """Whether ``fn`` accepts the keyword argument ``name``."""
+  try:
+    parameters = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return True
+  if name in parameters:
+    return parameters[name].kind != inspect.Parameter.POSITIONAL_ONLY
+  return any(p.kind == inspect.Parameter.VAR_KEYWORD
+             for p in parameters.values())
