@@ -564,19 +564,19 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
       task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
     list_size, max_tokens = self._list_size(task_feature_lengths)
     if self.num_rows is None:
-      self.num_rows = estimate_rows(
+      estimate = estimate_rows(
           sample_list_lengths(ds, self.num_sample_lists),
           lists_per_pack=self.lists_per_pack, row_length=self.row_length,
           max_segments_per_row=self.max_segments_per_row,
           margin=self.row_margin)
+      # Enough segments for full lists, so an item never lacks a slot.
+      least = -(-self.lists_per_pack * list_size // min(
+          self.row_length, self.max_segments_per_row))
+      self.num_rows = max(estimate, least)
       logging.info(
           "Packed ranking batches: %d rows of %d tokens per %d list(s), "
-          "estimated from %d lists", self.num_rows, self.row_length,
-          self.lists_per_pack, self.num_sample_lists)
-    self.num_rows = max(
-        self.num_rows,
-        -(-self.lists_per_pack * list_size // min(
-            self.row_length, self.max_segments_per_row)))
+          "estimated from the first %d lists", self.num_rows,
+          self.row_length, self.lists_per_pack, self.num_sample_lists)
     self._check_rows(list_size)
 
     def to_dense(ex):
