@@ -1,0 +1,212 @@
+"""Shared pieces of t5rank's seqio ranking tasks: features, source, registration.
+
+Every ranking task has the same output features (shapes per example)::
+
+  inputs   int32   [L, None]  tokens of "Query: q Document: d", EOS at the end
+  targets  int32   [L, 1]     the score token's id
+  label    float32 [L]        relevance label
+  mask     bool    [L]        True for real items
+
+and keeps ``query_id`` (scalar string) and ``passage_ids`` ([L] strings) for
+evaluation and run writing. ``L`` and the token budget come from T5X's
+``TASK_FEATURE_LENGTHS = {"inputs": (L, T), "targets": (L, 1), "label": (L,),
+"mask": (L,)}``; the list builders produce lists of ``list_size`` items, so set
+``list_size`` to the same ``L`` (see `register_list_task`).
+"""
+
+import functools
+import itertools
+import os
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+
+import seqio
+import tensorflow as tf
+
+from t5rank.data import metric_fns
+from t5rank.data import preprocessors
+
+ListsFn = Callable[..., Iterable[dict]]
+
+# seqio.SentencePieceVocabulary loads its model on first use, so building one
+# at import never touches the file system or the network.
+DEFAULT_SPM_PATH = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
+T5_EXTRA_IDS = 100
+
+_LIST_SIGNATURE = {
+    "query_id": tf.TensorSpec([], tf.string),
+    "query": tf.TensorSpec([], tf.string),
+    "passage_ids": tf.TensorSpec([None], tf.string),
+    "passages": tf.TensorSpec([None], tf.string),
+    "label": tf.TensorSpec([None], tf.float32),
+}
+
+
+def env_int(name: str, default: int) -> int:
+  """``int(os.environ[name])`` or ``default``; a clear error if not an int."""
+  value = os.environ.get(name)
+  if value is None or value == "":
+    return default
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f"environment variable {name}={value!r}: expected an "
+                     "integer") from None
+
+
+def t5_vocabulary(spm_path: Optional[str] = None) -> seqio.Vocabulary:
+  """T5's SentencePiece vocabulary with its 100 sentinels (32100 ids).
+
+  The model file is ``spm_path``, else ``$T5RANK_SPM_PATH``, else T5's public
+  ``gs://t5-data/vocabs/cc_all.32000/sentencepiece.model``. It is the same
+  vocabulary as T5X's T5.1.1 configs (``extra_ids = 100``).
+  """
+  path = spm_path or os.environ.get("T5RANK_SPM_PATH") or DEFAULT_SPM_PATH
+  return seqio.SentencePieceVocabulary(path, extra_ids=T5_EXTRA_IDS)
+
+
+def output_features(
+    vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+  """The output features of a ranking task (see the module docstring)."""
+  passthrough = seqio.PassThroughVocabulary(size=0)
+  return {
+      "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True, rank=2),
+      "targets": seqio.Feature(vocabulary=vocabulary, add_eos=False, rank=2),
+      "label": seqio.Feature(vocabulary=passthrough, add_eos=False,
+                             required=False, dtype=tf.float32, rank=1),
+      "mask": seqio.Feature(vocabulary=passthrough, add_eos=False,
+                            required=False, dtype=tf.bool, rank=1),
+  }
+
+
+def list_preprocessors(
+    template: str = preprocessors.DEFAULT_TEMPLATE,
+    score_token=None,
+) -> list[Callable[..., tf.data.Dataset]]:
+  """Preprocessors from list examples to the ranking output features."""
+  return [
+      preprocessors.truncate_lists,
+      functools.partial(preprocessors.format_inputs, template=template),
+      preprocessors.tokenize_inputs,
+      functools.partial(preprocessors.add_score_targets,
+                        score_token=score_token),
+      preprocessors.add_item_mask,
+  ]
+
+
+def _check_list(example: Mapping, where: str) -> dict:
+  """Validates one list example from Python; names the query on errors."""
+  missing = [k for k in _LIST_SIGNATURE if k not in example]
+  if missing:
+    raise ValueError(f"{where}: list example without {missing}")
+  qid = example["query_id"]
+  n = len(example["passages"])
+  if n == 0:
+    raise ValueError(f"{where}: query_id={qid} has an empty list")
+  if len(example["passage_ids"]) != n or len(example["label"]) != n:
+    raise ValueError(
+        f"{where}: query_id={qid} has {n} passages, "
+        f"{len(example['passage_ids'])} passage_ids and "
+        f"{len(example['label'])} labels")
+  return {k: example[k] for k in _LIST_SIGNATURE}
+
+
+class ListExamplesSource(seqio.FunctionDataSource):
+  """A seqio source over a Python iterator of list examples.
+
+  ``lists_fn(split)`` returns the split's list examples (dicts with
+  ``query_id, query, passage_ids, passages, label``); they reach TF through
+  ``tf.data.Dataset.from_generator``. The source shards itself: with
+  ``shard_info`` (T5X passes one per data-parallel host) shard ``i`` of ``k``
+  keeps lists ``i, i + k, i + 2k, ...``, so hosts never see the same list and
+  no host tokenises lists it would drop.
+
+  Shuffling of examples is left to seqio (``Task.get_dataset(shuffle=True)``);
+  the lists themselves are built deterministically from the builder's seed.
+  """
+
+  def __init__(self,
+               lists_fn: Callable[[str], Iterable[dict]],
+               splits: Sequence[str],
+               num_input_examples: Optional[Mapping[str, int]] = None):
+    self._lists_fn = lists_fn
+    super().__init__(dataset_fn=self._dataset_fn, splits=splits,
+                     num_input_examples=num_input_examples)
+
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return True
+
+  def _dataset_fn(self, split: str, shuffle_files: bool,
+                  seed: Optional[int] = None) -> tf.data.Dataset:
+    del shuffle_files, seed
+    return self._make_dataset(split, None)
+
+  def get_dataset(self, split: str = "train", shuffle: bool = True,
+                  seed: Optional[int] = None,
+                  shard_info: Optional[seqio.ShardInfo] = None, *,
+                  sequence_length=None, use_cached: bool = False,
+                  num_epochs: Optional[int] = 1) -> tf.data.Dataset:
+    del shuffle, seed, sequence_length, use_cached, num_epochs
+    if split not in self.splits:
+      raise ValueError(f"split={split!r}; this source has {list(self.splits)}")
+    return self._make_dataset(split, shard_info)
+
+  def _make_dataset(self, split: str,
+                    shard_info: Optional[seqio.ShardInfo]) -> tf.data.Dataset:
+    lists_fn = self._lists_fn
+
+    def generate() -> Iterator[dict]:
+      lists: Iterable[dict] = lists_fn(split)
+      if shard_info is not None and shard_info.num_shards > 1:
+        lists = itertools.islice(lists, shard_info.index, None,
+                                 shard_info.num_shards)
+      for i, example in enumerate(lists):
+        yield _check_list(example, f"split={split!r} list {i}")
+
+    return tf.data.Dataset.from_generator(generate,
+                                          output_signature=_LIST_SIGNATURE)
+
+
+def register_task(name: str, **kwargs) -> seqio.Task:
+  """`seqio.TaskRegistry.add`, replacing a task of the same name (idempotent)."""
+  if name in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(name)
+  return seqio.TaskRegistry.add(name, **kwargs)
+
+
+def register_list_task(
+    name: str,
+    lists_fn: Callable[[str], Iterable[dict]],
+    *,
+    vocabulary: seqio.Vocabulary,
+    splits: Sequence[str] = ("train", "validation"),
+    template: str = preprocessors.DEFAULT_TEMPLATE,
+    score_token=None,
+    metric_fn: Callable = metric_fns.ranking_metrics,
+    num_input_examples: Optional[Mapping[str, int]] = None,
+) -> seqio.Task:
+  """Registers a ranking task over Python list examples (files on disk).
+
+  Args:
+    name: the task's name in seqio's registry (an older task of that name is
+      replaced, so re-registering is harmless).
+    lists_fn: ``lists_fn(split)`` -> iterable of list examples.
+    vocabulary: tokenises ``inputs`` and gives the score token's id.
+    splits: seqio split names.
+    template: item text, with ``{query}`` and ``{passage}``.
+    score_token: the targets' token (see `preprocessors.score_token_id`).
+    metric_fn: seqio score metric fn over the whole split.
+    num_input_examples: lists per split, when known.
+
+  Returns:
+    The registered `seqio.Task`.
+  """
+  return register_task(
+      name,
+      source=ListExamplesSource(lists_fn, splits,
+                                num_input_examples=num_input_examples),
+      preprocessors=list_preprocessors(template, score_token),
+      output_features=output_features(vocabulary),
+      postprocess_fn=metric_fns.postprocess_targets,
+      metric_fns=[metric_fn],
+  )

@@ -1,0 +1,205 @@
+"""seqio tasks for MS-MARCO passage ranking, MS-MARCO QnA v2.1 and the demo.
+
+Registered on import of `t5rank.tasks`:
+
+``msmarco_passage_ranking``
+  MS-MARCO passage-ranking files (``collection.tsv``, ``queries.*.tsv``,
+  qrels, candidate runs; names in `t5rank.data.msmarco.MSMARCO_FILES`) in the
+  directory ``$T5RANK_MSMARCO_DIR``, read when a dataset is built. Split
+  "train": positives + hard negatives from the run; "validation": the dev
+  run's top candidates, labelled from the dev qrels. T5's SentencePiece
+  vocabulary (``$T5RANK_SPM_PATH`` or T5's public file).
+``msmarco_qna21_ranking``
+  TFDS ``huggingface:ms_marco/v2.1`` (splits train and validation): each
+  record's passages form a list, labels from ``is_selected``; items shuffled
+  per query (seeded), as Rax's T5X example does.
+``t5rank_demo``
+  The demo corpus shipped with t5rank (`t5rank.data.demo.demo_dir()`),
+  ``seqio.ByteVocabulary()``, splits train and validation.
+
+List sizes and the seed: ``list_size`` (items per training list),
+``eval_list_size`` (candidates per validation list) and ``seed`` are arguments
+of the ``register_*`` functions; the tasks registered on import read
+``$T5RANK_LIST_SIZE`` (default 10; 8 for the demo, as ``gin/demo``),
+``$T5RANK_EVAL_LIST_SIZE`` (default: the list size) and ``$T5RANK_LIST_SEED``
+(default 0) when their data is read. Keep ``list_size`` equal to the ``L`` of
+``TASK_FEATURE_LENGTHS``: longer lists are cut to ``L`` after they are built,
+which may cut a training list's positive. From gin, register with the run's
+``LIST_SIZE`` and use the returned name::
+
+  MIXTURE_OR_TASK_NAME = @t5rank.tasks.register_msmarco_passage_ranking()
+  t5rank.tasks.register_msmarco_passage_ranking:
+    data_dir = '/data/msmarco'
+    list_size = %LIST_SIZE
+"""
+
+import functools
+import os
+from typing import Optional, Sequence
+
+import seqio
+
+from t5rank.data import preprocessors
+from t5rank.tasks import common
+
+PASSAGE_TASK = "msmarco_passage_ranking"
+QNA_TASK = "msmarco_qna21_ranking"
+DEMO_TASK = "t5rank_demo"
+QNA_TFDS_NAME = "huggingface:ms_marco/v2.1"
+
+DEFAULT_LIST_SIZE = 10
+DEMO_LIST_SIZE = 8
+
+# seqio split -> split of t5rank.data.msmarco's file layout.
+_FILE_SPLITS = {"train": "train", "validation": "dev"}
+
+
+def _passage_lists(split: str, *, data_dir: Optional[str],
+                   list_size: Optional[int], eval_list_size: Optional[int],
+                   seed: Optional[int], default_list_size: int, files=None,
+                   **lists_kwargs):
+  """Lists of one seqio split; unset options are read from the environment."""
+  from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
+  if data_dir is None:
+    data_dir = os.environ.get("T5RANK_MSMARCO_DIR")
+    if not data_dir:
+      raise ValueError(
+          f"{PASSAGE_TASK}: no data directory; set T5RANK_MSMARCO_DIR or "
+          "register the task with register_msmarco_passage_ranking(data_dir=)")
+  if list_size is None:
+    list_size = common.env_int("T5RANK_LIST_SIZE", default_list_size)
+  if eval_list_size is None:
+    eval_list_size = common.env_int("T5RANK_EVAL_LIST_SIZE", list_size)
+  if seed is None:
+    seed = common.env_int("T5RANK_LIST_SEED", 0)
+  if files is not None:
+    lists_kwargs["files"] = files
+  return msmarco.passage_ranking_lists(
+      data_dir, _FILE_SPLITS.get(split, split),
+      list_size=list_size if split == "train" else eval_list_size,
+      seed=seed, **lists_kwargs)
+
+
+def register_msmarco_passage_ranking(
+    data_dir: Optional[str] = None,
+    *,
+    name: str = PASSAGE_TASK,
+    list_size: Optional[int] = None,
+    eval_list_size: Optional[int] = None,
+    seed: Optional[int] = None,
+    spm_path: Optional[str] = None,
+    vocabulary: Optional[seqio.Vocabulary] = None,
+    template: str = preprocessors.DEFAULT_TEMPLATE,
+    score_token=None,
+    splits: Sequence[str] = ("train", "validation"),
+    files=None,
+    **lists_kwargs,
+) -> str:
+  """Registers (or re-registers) an MS-MARCO passage-ranking task; returns its name.
+
+  Args:
+    data_dir: directory of MS-MARCO files; None reads ``$T5RANK_MSMARCO_DIR``
+      when the data is read.
+    name: task name.
+    list_size: items per training list (None: ``$T5RANK_LIST_SIZE`` or 10).
+    eval_list_size: candidates per validation list (None:
+      ``$T5RANK_EVAL_LIST_SIZE`` or ``list_size``).
+    seed: list-building seed (None: ``$T5RANK_LIST_SEED`` or 0).
+    spm_path: SentencePiece model (None: ``$T5RANK_SPM_PATH`` or T5's).
+    vocabulary: overrides the SentencePiece vocabulary.
+    template: item text template.
+    score_token: the targets' token (None: ``<extra_id_10>``).
+    splits: seqio splits; "train" and "validation" map to the files' "train"
+      and "dev", other names are passed through.
+    files: a `t5rank.data.msmarco.PassageRankingFiles` (None: MS-MARCO names).
+    **lists_kwargs: more options of `t5rank.data.msmarco.passage_ranking_lists`
+      (``negatives``, ``depth``, ``on_unknown``, ``cache_dir``...).
+
+  Returns:
+    ``name``, so gin can use the call as ``MIXTURE_OR_TASK_NAME``.
+  """
+  lists_fn = functools.partial(
+      _passage_lists, data_dir=data_dir, list_size=list_size,
+      eval_list_size=eval_list_size, seed=seed,
+      default_list_size=DEFAULT_LIST_SIZE, files=files, **lists_kwargs)
+  common.register_list_task(
+      name, lists_fn,
+      vocabulary=vocabulary or common.t5_vocabulary(spm_path),
+      splits=splits, template=template, score_token=score_token)
+  return name
+
+
+def register_t5rank_demo(
+    *,
+    name: str = DEMO_TASK,
+    list_size: Optional[int] = None,
+    eval_list_size: Optional[int] = None,
+    seed: Optional[int] = None,
+    vocabulary: Optional[seqio.Vocabulary] = None,
+    template: str = preprocessors.DEFAULT_TEMPLATE,
+    score_token=None,
+) -> str:
+  """Registers the demo task (demo corpus, ByteVocabulary); returns its name.
+
+  Options as `register_msmarco_passage_ranking`; ``list_size`` defaults to
+  ``$T5RANK_LIST_SIZE`` or 8. The score token of ByteVocabulary is id 258
+  (byte 0xFF, never in UTF-8 text), `preprocessors.BYTE_SCORE_TOKEN_ID`.
+  """
+  from t5rank.data import demo  # pylint: disable=g-import-not-at-top
+  lists_fn = functools.partial(
+      _passage_lists, data_dir=demo.demo_dir(), list_size=list_size,
+      eval_list_size=eval_list_size, seed=seed,
+      default_list_size=DEMO_LIST_SIZE, files=demo.DEMO_FILES)
+  common.register_list_task(
+      name, lists_fn,
+      vocabulary=vocabulary or seqio.ByteVocabulary(),
+      template=template, score_token=score_token)
+  return name
+
+
+def qna_preprocessors(
+    seed: int = 0,
+    template: str = preprocessors.DEFAULT_TEMPLATE,
+    score_token=None,
+):
+  """QnA v2.1 records -> ranking features (shuffle, then the list steps)."""
+  return [
+      preprocessors.qna_to_list_examples,
+      functools.partial(preprocessors.shuffle_lists, seed=seed),
+      *common.list_preprocessors(template, score_token),
+  ]
+
+
+def register_msmarco_qna21_ranking(
+    *,
+    name: str = QNA_TASK,
+    tfds_name: str = QNA_TFDS_NAME,
+    tfds_data_dir: Optional[str] = None,
+    splits: Sequence[str] = ("train", "validation"),
+    seed: Optional[int] = None,
+    spm_path: Optional[str] = None,
+    vocabulary: Optional[seqio.Vocabulary] = None,
+    template: str = preprocessors.DEFAULT_TEMPLATE,
+    score_token=None,
+) -> str:
+  """Registers the MS-MARCO QnA v2.1 ranking task over TFDS; returns its name.
+
+  Each record's passages (about 10) form one list, shuffled per query with
+  ``seed`` (None: ``$T5RANK_LIST_SEED`` or 0 at registration) and cut to the
+  ``L`` of ``TASK_FEATURE_LENGTHS``. Nothing is downloaded at registration;
+  TFDS prepares ``tfds_name`` (in ``tfds_data_dir``) on first use.
+  """
+  if seed is None:
+    seed = common.env_int("T5RANK_LIST_SEED", 0)
+  common.register_task(
+      name,
+      source=seqio.TfdsDataSource(tfds_name=tfds_name,
+                                  tfds_data_dir=tfds_data_dir,
+                                  splits=list(splits)),
+      preprocessors=qna_preprocessors(seed, template, score_token),
+      output_features=common.output_features(
+          vocabulary or common.t5_vocabulary(spm_path)),
+      postprocess_fn=common.metric_fns.postprocess_targets,
+      metric_fns=[common.metric_fns.ranking_metrics],
+  )
+  return name
