@@ -57,6 +57,8 @@ import random
 import re
 from typing import Sequence
 
+import numpy as np
+
 from t5rank.data import formats
 from t5rank.data import msmarco
 
@@ -164,32 +166,40 @@ class _BM25:
   """Okapi BM25 over a small in-memory collection (Lucene-style idf)."""
 
   def __init__(self, docs: Sequence[str], k1: float, b: float):
-    self.k1, self.b = k1, b
-    self.tfs = []
-    self.lengths = []
-    self.postings: dict[str, list[int]] = {}
-    for i, doc in enumerate(docs):
+    self.num_docs = len(docs)
+    tfs = []
+    for doc in docs:
       tf: dict[str, int] = {}
       for token in _tokens(doc):
         tf[token] = tf.get(token, 0) + 1
-      self.tfs.append(tf)
-      self.lengths.append(sum(tf.values()))
-      for token in tf:
-        self.postings.setdefault(token, []).append(i)
-    self.avg_length = sum(self.lengths) / len(docs)
-    n = len(docs)
-    self.idf = {t: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5))
-                for t, p in self.postings.items()}
+      tfs.append(tf)
+    lengths = np.array([sum(tf.values()) for tf in tfs], dtype=np.float64)
+    norms = k1 * (1 - b + b * lengths / lengths.mean())
+    postings: dict[str, list[tuple[int, int]]] = {}
+    for i, tf in enumerate(tfs):
+      for token, count in tf.items():
+        postings.setdefault(token, []).append((i, count))
+    # One dense row of per-document contributions per term.
+    self.term_scores: dict[str, np.ndarray] = {}
+    for token, posting in postings.items():
+      docs_idx = np.array([i for i, _ in posting])
+      counts = np.array([c for _, c in posting], dtype=np.float64)
+      idf = math.log(1 + (self.num_docs - len(posting) + 0.5) / (len(posting) + 0.5))
+      row = np.zeros(self.num_docs)
+      row[docs_idx] = idf * counts * (k1 + 1) / (counts + norms[docs_idx])
+      self.term_scores[token] = row
 
   def top(self, query: str, k: int) -> list[int]:
-    scores: dict[int, float] = {}
+    """Indices of the ``k`` best documents (ties: lower index first)."""
+    scores = np.zeros(self.num_docs)
+    matched = np.zeros(self.num_docs, dtype=bool)
     for token in dict.fromkeys(_tokens(query)):
-      for i in self.postings.get(token, ()):
-        tf = self.tfs[i][token]
-        norm = self.k1 * (1 - self.b + self.b * self.lengths[i] / self.avg_length)
-        scores[i] = scores.get(i, 0.0) + self.idf[token] * tf * (self.k1 + 1) / (tf + norm)
-    ranked = sorted(scores.items(), key=lambda kv: (-round(kv[1], 9), kv[0]))
-    return [i for i, _ in ranked[:k]]
+      if token in self.term_scores:
+        scores += self.term_scores[token]
+        matched |= self.term_scores[token] > 0
+    candidates = np.flatnonzero(matched)
+    order = np.lexsort((candidates, -np.round(scores[candidates], 9)))
+    return candidates[order[:k]].tolist()
 
 
 def generate(seed: int = SEED) -> dict[str, dict]:
