@@ -1,0 +1,215 @@
+"""Tests of t5rank.data.metric_fns (seqio ranking metrics over a split).
+
+Oracles: a direct NumPy transcription of the textbook definitions (below) and
+trec_eval through pytrec_eval.
+"""
+
+import doctest
+import inspect
+import math
+
+import numpy as np
+import pytest
+
+from t5rank.data import metric_fns
+
+pytest.importorskip("t5rank.ranking.metrics",
+                    reason="t5rank.ranking.metrics is not there yet")
+
+
+def _target(qid, pids, labels, mask=None):
+  labels = np.asarray(labels, np.float32)
+  return metric_fns.postprocess_targets(
+      "<extra_id_10>", is_target=True, example={
+          "query_id": qid.encode(),
+          "passage_ids": np.array([p.encode() for p in pids]),
+          "label": labels,
+          "mask": np.ones(labels.shape, bool) if mask is None else mask,
+      })
+
+
+# ---- oracle: one query's ranked labels (best first), relevance = label >= 1.
+def _ranked(scores, labels):
+  order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+  return [labels[i] for i in order]
+
+
+def _rr(ranked, k=None):
+  for r, y in enumerate(ranked[:k], 1):
+    if y >= 1:
+      return 1.0 / r
+  return 0.0
+
+
+def _ndcg(ranked, k=None):
+  dcg = sum((2**y - 1) / math.log2(r + 1) for r, y in enumerate(ranked[:k], 1))
+  ideal = sorted(ranked, reverse=True)
+  idcg = sum((2**y - 1) / math.log2(r + 1) for r, y in enumerate(ideal[:k], 1))
+  return dcg / idcg if idcg > 0 else 0.0
+
+
+def _ap(ranked):
+  hits, total = 0, 0.0
+  for r, y in enumerate(ranked, 1):
+    if y >= 1:
+      hits += 1
+      total += hits / r
+  n_rel = sum(y >= 1 for y in ranked)
+  return total / n_rel if n_rel else 0.0
+
+
+def _recall(ranked, k):
+  n_rel = sum(y >= 1 for y in ranked)
+  return sum(y >= 1 for y in ranked[:k]) / n_rel if n_rel else 0.0
+
+
+def _random_split(rng, num_queries=30, max_len=40, graded=True):
+  targets, rows, per_query = [], [], []
+  width = max_len + 3  # scores come padded by the converter
+  for q in range(num_queries):
+    n = int(rng.integers(1, max_len + 1))
+    labels = rng.integers(0, 3 if graded else 2, n).astype(np.float32)
+    if q % 7 == 0:
+      labels[:] = 0  # no relevant passage: scores 0, still counted
+    scores = rng.permutation(n).astype(np.float32) + rng.random(n) * 0.1
+    targets.append(_target(f"q{q}", [f"d{j}" for j in range(n)], labels))
+    rows.append(np.concatenate([scores, rng.normal(size=width - n) * 100]))
+    per_query.append((scores.tolist(), labels.tolist()))
+  return targets, np.stack(rows), per_query
+
+
+def test_doctests_pass():
+  result = doctest.testmod(metric_fns)
+  assert result.failed == 0 and result.attempted > 0
+
+
+def test_metric_fn_is_a_seqio_score_metric_fn():
+  params = list(inspect.signature(metric_fns.ranking_metrics).parameters)
+  assert params == ["targets", "scores"]
+
+
+def test_metrics_match_the_definitions_over_a_whole_split():
+  rng = np.random.default_rng(0)
+  targets, scores, per_query = _random_split(rng)
+  fn = metric_fns.make_ranking_metric_fn(recall_topns=(5, 20, 1000))
+  out = fn(targets, scores)
+  ranked = [_ranked(s, y) for s, y in per_query]
+  np.testing.assert_allclose(out["mrr@10"], np.mean([_rr(r, 10) for r in ranked]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(out["ndcg@10"],
+                             np.mean([_ndcg(r, 10) for r in ranked]), rtol=1e-5)
+  np.testing.assert_allclose(out["ndcg"], np.mean([_ndcg(r) for r in ranked]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(out["map"], np.mean([_ap(r) for r in ranked]),
+                             rtol=1e-5)
+  for k in (5, 20):
+    np.testing.assert_allclose(out[f"recall@{k}"],
+                               np.mean([_recall(r, k) for r in ranked]),
+                               rtol=1e-5)
+  assert "recall@1000" not in out  # not below the longest list (40)
+  assert out["num_queries"] == 30
+  assert out["num_queries_without_relevant"] == sum(
+      not any(y >= 1 for y in r) for r in ranked)
+
+
+def test_query_without_relevant_passage_counts_as_zero_unless_excluded():
+  targets = [_target("a", ["x", "y"], [0, 1]), _target("b", ["x", "y"], [0, 0])]
+  scores = np.array([[0.0, 1.0], [1.0, 0.0]])
+  assert metric_fns.ranking_metrics(targets, scores)["mrr@10"] == pytest.approx(
+      0.5)
+  excluded = metric_fns.make_ranking_metric_fn(
+      exclude_queries_without_relevant=True)(targets, scores)
+  assert excluded["mrr@10"] == pytest.approx(1.0)
+  assert excluded["num_queries"] == 1
+
+
+def test_relevant_passage_below_rank_10_gives_zero_mrr_at_10():
+  labels = [0] * 10 + [1]
+  targets = [_target("q", [f"d{i}" for i in range(11)], labels)]
+  scores = np.arange(11, 0, -1, dtype=np.float32)[None]
+  out = metric_fns.make_ranking_metric_fn(mrr_topns=(10, None))(targets, scores)
+  assert out["mrr@10"] == 0.0
+  assert out["mrr"] == pytest.approx(1 / 11)
+
+
+def test_scores_on_converter_padding_are_ignored():
+  targets = [_target("q", ["a", "b"], [0, 1])]
+  # Padding columns would win if they were read.
+  out = metric_fns.ranking_metrics(targets, np.array([[1.0, 2.0, 99.0, 98.0]]))
+  assert out["mrr@10"] == 1.0
+
+
+def test_masked_items_are_not_ranked():
+  targets = [_target("q", ["a", "b", "c"], [0, 0, 1],
+                     mask=np.array([True, False, True]))]
+  out = metric_fns.ranking_metrics(targets, np.array([[3.0, 2.0, 1.0]]))
+  assert out["mrr@10"] == pytest.approx(0.5)
+
+
+def test_a_query_split_over_examples_is_ranked_as_one_list():
+  targets = [_target("q", ["a", "b"], [0, 0]), _target("q", ["c", "a"], [1, 0])]
+  scores = np.array([[3.0, 2.0], [2.5, 9.0]])  # the second "a" is a duplicate
+  out = metric_fns.ranking_metrics(targets, scores)
+  assert out["num_queries"] == 1
+  assert out["num_duplicate_items"] == 1
+  assert out["mrr@10"] == pytest.approx(0.5)  # a (3.0) > c (2.5) > b (2.0)
+
+
+def test_fewer_scores_than_items_is_an_error_naming_the_query():
+  with pytest.raises(ValueError, match="query_id=q"):
+    metric_fns.ranking_metrics([_target("q", ["a", "b"], [0, 1])],
+                               np.array([[1.0]]))
+
+
+def test_postprocess_passes_model_outputs_through():
+  assert metric_fns.postprocess_targets([1.0, 2.0], is_target=False) == [1.0, 2.0]
+
+
+def test_metrics_agree_with_trec_eval_on_untied_scores(tmp_path):
+  pytrec_eval = pytest.importorskip("pytrec_eval")
+  rng = np.random.default_rng(1)
+  targets, scores, _ = _random_split(rng, num_queries=40, graded=False)
+  out = metric_fns.make_ranking_metric_fn(recall_topns=(5,))(targets, scores)
+  qrels, run, run_top10 = {}, {}, {}
+  for target, row in zip(targets, scores):
+    qid, pids = target["query_id"], target["passage_ids"]
+    qrels[qid] = {p: int(y) for p, y in zip(pids, target["label"])}
+    run[qid] = {p: float(s) for p, s in zip(pids, row)}
+    top = sorted(run[qid], key=run[qid].get, reverse=True)[:10]
+    run_top10[qid] = {p: run[qid][p] for p in top}
+  measures = {"recip_rank", "ndcg_cut_10", "ndcg", "map", "recall_5"}
+  full = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+  # recip_rank has no cutoff in trec_eval: MRR@10 = recip_rank of the top 10.
+  top10 = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(
+      run_top10)
+
+  def mean(results, measure):
+    # trec_eval leaves out queries without a relevant document; they score 0.
+    return sum(results.get(q, {}).get(measure, 0.0) for q in qrels) / len(qrels)
+
+  np.testing.assert_allclose(out["mrr@10"], mean(top10, "recip_rank"), rtol=1e-5)
+  np.testing.assert_allclose(out["ndcg@10"], mean(full, "ndcg_cut_10"),
+                             rtol=1e-5)
+  np.testing.assert_allclose(out["ndcg"], mean(full, "ndcg"), rtol=1e-5)
+  np.testing.assert_allclose(out["map"], mean(full, "map"), rtol=1e-5)
+  np.testing.assert_allclose(out["recall@5"], mean(full, "recall_5"), rtol=1e-5)
+
+
+def test_run_file_orders_ties_as_trec_eval_and_scores_the_same(tmp_path):
+  pytrec_eval = pytest.importorskip("pytrec_eval")
+  path = tmp_path / "run.trec"
+  targets = [_target("q1", ["d1", "d3", "d2", "d4"], [0, 1, 0, 0]),
+             _target("q2", ["a", "b"], [1, 0])]
+  scores = np.array([[1.0, 1.0, 1.0, 0.5], [0.0, 2.0, 0.0, 0.0]])
+  fn = metric_fns.make_ranking_metric_fn(run_path=str(path))
+  fn(targets, scores)
+  rows = [line.split() for line in path.read_text().splitlines()]
+  # Tied at 1.0: docno descending (d3, d2, d1), as trec_eval sorts a run.
+  assert [(r[0], r[2], r[3]) for r in rows] == [
+      ("q1", "d3", "1"), ("q1", "d2", "2"), ("q1", "d1", "3"), ("q1", "d4", "4"),
+      ("q2", "b", "1"), ("q2", "a", "2")]
+  with open(path) as f:
+    run = pytrec_eval.parse_run(f)
+  qrels = {"q1": {"d3": 1, "d1": 0, "d2": 0, "d4": 0}, "q2": {"a": 1, "b": 0}}
+  rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run)
+  assert [rr[q]["recip_rank"] for q in ("q1", "q2")] == [1.0, 0.5]
