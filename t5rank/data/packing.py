@@ -63,6 +63,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from t5rank.data import feature_converters
+
 _Spec = seqio.FeatureConverter.FeatureSpec
 
 
@@ -367,8 +369,8 @@ def estimate_rows(
     lists_per_pack: int,
     row_length: int,
     max_segments_per_row: int,
-    margin: float = 0.1,
-    num_trials: int = 200,
+    margin: float = 0.0,
+    num_trials: int = 1000,
     seed: int = 0,
 ) -> int:
   """Rows per pack that fit `lists_per_pack` lists drawn like the sample.
@@ -464,12 +466,8 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
   or one list per element; items are packed in both cases.
   """
 
-  TASK_FEATURES = {
-      "inputs": _Spec(dtype=tf.int32, rank=2),
-      "targets": _Spec(dtype=tf.int32, rank=2),
-      "label": _Spec(dtype=tf.float32),
-      "mask": _Spec(dtype=tf.bool),
-  }
+  # The task features of the padding ranking converters.
+  TASK_FEATURES = feature_converters._LIST_TASK_FEATURES
   _ENCODER_FEATURES = {
       "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2),
       "encoder_segment_ids": _Spec(dtype=tf.int32, rank=2),
@@ -503,7 +501,7 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
       lists_per_pack: int = 8,
       rows_per_pack: Optional[int] = None,
       rows_per_list: Optional[int] = None,
-      row_margin: float = 0.1,
+      row_margin: float = 0.0,
       num_sample_lists: int = 1000,
   ):
     """Initialises the converter.
@@ -543,12 +541,9 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
     self.packs = 0
 
   def _list_size(self, task_feature_lengths) -> tuple[int, int]:
-    inputs = task_feature_lengths["inputs"]
-    if isinstance(inputs, int) or len(inputs) != 2:
-      raise ValueError(
-          f"task_feature_lengths['inputs']={inputs!r}: expected (LIST_SIZE, "
-          "TOKENS) for ranking lists")
-    return int(inputs[0]), int(inputs[1])
+    list_size, max_tokens, _ = feature_converters.list_and_token_lengths(
+        task_feature_lengths)
+    return list_size, max_tokens
 
   def _check_rows(self, list_size: int) -> None:
     capacity = self.num_rows * min(self.row_length, self.max_segments_per_row)

@@ -1,4 +1,4 @@
-"""Tests for t5rank.data.packing: planner invariants and the packed converter."""
+"""Tests for t5rank.data.packing: the planner and the packed converter."""
 
 import doctest
 
@@ -236,12 +236,14 @@ def _task_dataset(lists):
           "targets": tf.fill([len(items), 1], 32089),
           "label": tf.constant([y for _, y in items], tf.float32),
           "mask": tf.ones([len(items)], tf.bool),
+          "query_id": "q",  # string ids pass the task, not the converter
       }
   return tf.data.Dataset.from_generator(gen, output_signature={
       "inputs": tf.RaggedTensorSpec([None, None], tf.int32),
       "targets": tf.TensorSpec([None, 1], tf.int32),
       "label": tf.TensorSpec([None], tf.float32),
-      "mask": tf.TensorSpec([None], tf.bool)})
+      "mask": tf.TensorSpec([None], tf.bool),
+      "query_id": tf.TensorSpec([], tf.string)})
 
 
 def _random_task_lists(seed, num_lists):
@@ -341,3 +343,13 @@ def test_converter_accepts_dense_zero_padded_inputs():
   features = next(converter(ds, TASK_LENGTHS).as_numpy_iterator())
   assert features["encoder_input_tokens"].tolist() == [[5, 6, 7, 0, 0, 0, 0, 0]]
   assert features["encoder_segment_ids"].tolist() == [[1, 1, 2, 0, 0, 0, 0, 0]]
+
+
+def test_converter_reads_evaluator_style_int_lengths():
+  # seqio's evaluator measures each feature along its sequence dim only.
+  lengths = {"inputs": 12, "targets": 1, "label": 4, "mask": 4}
+  converter = packing.RankingPackedFeatureConverter(
+      pack=False, row_length=16, max_segments_per_row=4, rows_per_list=2)
+  ds = converter(_task_dataset(_random_task_lists(7, 3)), lengths)
+  assert ds.element_spec["item_row"].shape == (1, 4)
+  assert len(list(ds.as_numpy_iterator())) == 3
