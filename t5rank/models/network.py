@@ -96,6 +96,15 @@ def encoder_attention_mask(
   return mask
 
 
+def _logits_of_rows(y: Array, rows: Array) -> Array:
+  """Logits of chosen output rows `[..., K, d]` (or shared `[K, d]`) for `y`."""
+  y = jnp.asarray(y, jnp.float32)
+  rows = jnp.asarray(rows, jnp.float32)
+  if rows.ndim == 2:
+    return jnp.dot(y, rows.T)
+  return jnp.einsum("...d,...kd->...k", y, rows)
+
+
 class _OutputProjection(nn.Module):
   """T5X's `logits_dense` (a bias-free [d_model, vocab] kernel), by columns.
 
@@ -118,17 +127,17 @@ class _OutputProjection(nn.Module):
         jnp.float32,
         axes=("embed", "vocab"),
     )
-    inputs = jnp.asarray(inputs, jnp.float32)
-    if token_ids is not None:
-      kernel = jnp.take(kernel, token_ids, axis=1)
-    return jnp.dot(inputs, kernel)
+    if token_ids is None:
+      return jnp.dot(jnp.asarray(inputs, jnp.float32), kernel)
+    return _logits_of_rows(inputs, jnp.take(kernel.T, token_ids, axis=0))
 
 
 class RankingDecoder(network.Decoder):
   """T5X's T5.1.1 `Decoder` that can also stop at the chosen output tokens.
 
   Same submodules and parameter names as `network.Decoder`. Extra arguments:
-  `token_ids` (int [K]) returns the logits of those tokens only, [N, T, K];
+  `token_ids` returns the logits of those tokens only, [N, T, K]: int [K] for
+  the same tokens at every position, or int [N, T, K] per position;
   `return_hidden=True` returns the final state `h` [N, T, d_model] (after
   `decoder_norm` and dropout) instead of logits.
   """
@@ -192,7 +201,7 @@ class RankingDecoder(network.Decoder):
         logits = self.shared_embedding.attend(y)
       else:
         rows = jnp.take(self.shared_embedding.embedding, token_ids, axis=0)
-        logits = jnp.dot(y, jnp.asarray(rows, jnp.float32).T)
+        logits = _logits_of_rows(y, rows)
       return logits / jnp.sqrt(y.shape[-1])
     return _OutputProjection(cfg.vocab_size, name="logits_dense")(y, token_ids)
 
@@ -313,7 +322,9 @@ class RankingTransformer(network.Transformer):
       encoder_input_tokens: int [N, T_enc].
       decoder_input_tokens: int [N, T_dec] (0 = start token for one step).
       decoder_target_tokens: int [N, T_dec]; only `> 0` matters (masks).
-      token_ids: int [K] output-vocabulary ids to score.
+      token_ids: output-vocabulary ids to score: int [K] (the same at every
+        position) or int [N, T_dec, K] (per position, e.g. each item's own
+        target token).
       encoder_segment_ids: packing, as T5X.
       decoder_segment_ids: packing, as T5X.
       encoder_positions: accepted for T5X's packing features; unused (T5 has

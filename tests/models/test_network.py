@@ -103,6 +103,24 @@ def test_score_tokens_equal_full_vocabulary_logits_at_those_tokens(
   np.testing.assert_allclose(got, full[..., token_ids], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("via_embedding", [False, True])
+def test_per_position_token_ids_read_each_items_own_column(via_embedding):
+  config = _config(logits_via_embedding=via_embedding)
+  enc, dec_in, dec_t = _items()
+  variables = _t5x_variables(config, enc, dec_in, dec_t)
+  full = t5x_network.Transformer(config).apply(
+      variables, enc, dec_in, dec_t, enable_dropout=False
+  )
+  per_item = jnp.arange(enc.shape[0] * 2).reshape(-1, 1, 2) * 37 + 1
+  module = network.RankingTransformer(config)
+  got = module.apply(
+      variables, enc, dec_in, dec_t, per_item, enable_dropout=False,
+      method=module.score_tokens,
+  )
+  expected = jnp.take_along_axis(full, per_item, axis=-1)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_final_hidden_state_dotted_with_output_column_is_the_logit():
   config = _config()
   enc, dec_in, dec_t = _items()
