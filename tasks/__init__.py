@@ -7,6 +7,7 @@
 from t5rank.tasks import common
 from t5rank.tasks import msmarco
 from t5rank.tasks.msmarco import register_msmarco_passage_ranking
+from t5rank.tasks.msmarco import register_msmarco_qna21_jsonl
 from t5rank.tasks.msmarco import register_msmarco_qna21_ranking
 from t5rank.tasks.msmarco import register_t5rank_demo
 

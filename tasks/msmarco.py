@@ -203,3 +203,45 @@ def register_msmarco_qna21_ranking(
       metric_fns=[common.metric_fns.ranking_metrics],
   )
   return name
+
+
+def register_msmarco_qna21_jsonl(
+    files,
+    *,
+    name: str = "msmarco_qna21_jsonl_ranking",
+    list_size: Optional[int] = None,
+    seed: Optional[int] = None,
+    spm_path: Optional[str] = None,
+    vocabulary: Optional[seqio.Vocabulary] = None,
+    template: str = preprocessors.DEFAULT_TEMPLATE,
+    score_token=None,
+) -> str:
+  """Registers a QnA v2.1 ranking task over JSON-lines files; returns its name.
+
+  Args:
+    files: ``{seqio split: path}`` of QnA v2.1 JSON lines (the Hugging Face
+      records; see `t5rank.data.qna`).
+    name: task name.
+    list_size: the most items per list (None: ``$T5RANK_LIST_SIZE`` or all of
+      the record's passages); training lists keep their selected passages.
+    seed: shuffling seed of training lists (None: ``$T5RANK_LIST_SEED`` or 0).
+    spm_path, vocabulary, template, score_token: as
+      `register_msmarco_passage_ranking`.
+  """
+  files = dict(files)
+
+  def lists_fn(split):
+    from t5rank.data import qna  # pylint: disable=g-import-not-at-top
+    size = list_size
+    if size is None and os.environ.get("T5RANK_LIST_SIZE"):
+      size = common.env_int("T5RANK_LIST_SIZE", 0)
+    return qna.qna_lists(
+        qna.read_qna_jsonl(files[split]), list_size=size,
+        training=split == "train",
+        seed=common.env_int("T5RANK_LIST_SEED", 0) if seed is None else seed)
+
+  common.register_list_task(
+      name, lists_fn,
+      vocabulary=vocabulary or common.t5_vocabulary(spm_path),
+      splits=tuple(files), template=template, score_token=score_token)
+  return name

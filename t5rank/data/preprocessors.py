@@ -395,7 +395,8 @@ def qna_to_list_examples(
   ``huggingface:ms_marco/v2.1``, or a string) and ``passages`` with
   ``passage_text`` and ``is_selected`` per passage. Labels are ``is_selected``
   as float32; QnA passages carry no ids, so item ``i`` of query ``q`` is named
-  ``"q_i"`` (its position in the record), which keeps run files unambiguous.
+  ``"q-i"`` (its position in the record, as `t5rank.data.qna` names them for
+  the JSON-lines files), which keeps run files unambiguous.
 
   >>> ds = tf.data.Dataset.from_tensors({
   ...     "query": "who", "query_id": 7, "passages": {
@@ -403,7 +404,7 @@ def qna_to_list_examples(
   ...         "url": ["u", "v"]}})
   >>> ex = next(iter(qna_to_list_examples(ds)))
   >>> ex["passage_ids"].numpy().tolist(), ex["label"].numpy().tolist()
-  ([b'7_0', b'7_1'], [0.0, 1.0])
+  ([b'7-0', b'7-1'], [0.0, 1.0])
   """
   query_id = features["query_id"]
   if query_id.dtype != tf.string:
@@ -414,7 +415,7 @@ def qna_to_list_examples(
   return {
       "query_id": query_id,
       "query": features["query"],
-      "passage_ids": tf.strings.join([query_id, "_", positions]),
+      "passage_ids": tf.strings.join([query_id, "-", positions]),
       "passages": texts,
       "label": tf.cast(passages["is_selected"], tf.float32),
   }

@@ -224,7 +224,7 @@ def test_qna_record_becomes_a_list_example_with_is_selected_labels():
                         "query_id"]
   assert ex["query_id"].numpy() == b"1102432"
   assert ex["passage_ids"].numpy().tolist() == [
-      b"1102432_0", b"1102432_1", b"1102432_2"]
+      b"1102432-0", b"1102432-1", b"1102432-2"]
   assert ex["label"].numpy().tolist() == [0.0, 1.0, 0.0]
   assert ex["label"].dtype == tf.float32
   assert ex["passages"].numpy().tolist() == [b"a", b"b", b"c"]

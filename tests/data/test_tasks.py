@@ -1,0 +1,355 @@
+"""Tests of the seqio tasks in `t5rank.tasks`, end to end to converted batches.
+
+The QnA task reads real TFDS records: the test defines a TFDS builder with the
+feature layout TFDS gives ``huggingface:ms_marco/v2.1`` (strings as object
+scalars, ``query_id`` int32, ``passages`` a sequence of
+``{is_selected, passage_text, url}``), prepares a few records into a temporary
+TFDS directory and registers the QnA task on it through the same
+`register_msmarco_qna21_ranking` (hence the same `seqio.TfdsDataSource` and
+preprocessors) as the real task.
+"""
+
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+import seqio
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import t5rank.tasks
+from t5rank.data import feature_converters
+from t5rank.data import preprocessors
+from t5rank.tasks import common
+
+SPM_PATH = "/work/shared/data/t5_spiece.model"
+needs_spm = pytest.mark.skipif(not os.path.exists(SPM_PATH),
+                               reason="T5's SentencePiece model is absent")
+
+
+def _lengths(list_size, tokens):
+  return {"inputs": (list_size, tokens), "targets": (list_size, 1),
+          "label": (list_size,), "mask": (list_size,)}
+
+
+def _batches(task, lengths, split, converter_cls, batch_size, **kwargs):
+  return seqio.get_dataset(
+      task, task_feature_lengths=lengths, dataset_split=split, shuffle=False,
+      num_epochs=1, feature_converter=converter_cls(pack=False),
+      batch_size=batch_size, **kwargs)
+
+
+def _rows(ragged):
+  """Rows of a ragged feature as lists (tf.RaggedTensor or its numpy form)."""
+  if hasattr(ragged, "to_list"):
+    return ragged.to_list()
+  return [[int(i) for i in row] for row in ragged]
+
+
+def _item_text(vocab, ids):
+  ids = [int(i) for i in ids]
+  assert ids[-1] == vocab.eos_id or ids[-1] == 0
+  return vocab.decode(ids)
+
+
+# ----------------------------------------------------------------- registry
+def test_tasks_are_registered_on_import_without_reading_data():
+  for name in ("msmarco_passage_ranking", "msmarco_qna21_ranking",
+               "t5rank_demo"):
+    task = seqio.get_mixture_or_task(name)
+    assert set(task.output_features) == {"inputs", "targets", "label", "mask"}
+    assert task.metric_fns and task.postprocess_fn is not None
+  qna = seqio.get_mixture_or_task("msmarco_qna21_ranking")
+  assert isinstance(qna.source, seqio.TfdsDataSource)
+  assert qna.source.tfds_dataset.name == "huggingface:ms_marco/v2.1"
+  assert isinstance(seqio.get_mixture_or_task("t5rank_demo").output_features[
+      "inputs"].vocabulary, seqio.ByteVocabulary)
+
+
+def test_reimporting_tasks_replaces_them_without_error(monkeypatch):
+  monkeypatch.setenv("T5RANK_SPM_PATH", "/some/where/spiece.model")
+  importlib.reload(t5rank.tasks)
+  vocab = seqio.get_mixture_or_task(
+      "msmarco_passage_ranking").output_features["inputs"].vocabulary
+  assert vocab.sentencepiece_model_file == "/some/where/spiece.model"
+  monkeypatch.delenv("T5RANK_SPM_PATH")
+  importlib.reload(t5rank.tasks)
+  vocab = seqio.get_mixture_or_task(
+      "msmarco_passage_ranking").output_features["inputs"].vocabulary
+  assert vocab.sentencepiece_model_file == common.DEFAULT_SPM_PATH
+
+
+def test_passage_task_without_a_directory_says_how_to_set_one(monkeypatch):
+  monkeypatch.delenv("T5RANK_MSMARCO_DIR", raising=False)
+  name = t5rank.tasks.register_msmarco_passage_ranking(
+      name="t5rank_test_no_dir", vocabulary=seqio.ByteVocabulary())
+  try:
+    task = seqio.get_mixture_or_task(name)
+    with pytest.raises(Exception, match="T5RANK_MSMARCO_DIR"):
+      next(iter(task.get_dataset(_lengths(4, 16), split="train",
+                                 shuffle=False)))
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+# --------------------------------------------------------------------- demo
+def test_demo_task_gives_padded_byte_batches_with_labelled_lists():
+  lengths = _lengths(8, 96)
+  batch = next(iter(_batches("t5rank_demo", lengths, "train",
+                             feature_converters.RankingEncDecFeatureConverter,
+                             4)))
+  assert batch["encoder_input_tokens"].shape == (4, 8, 96)
+  assert batch["decoder_target_tokens"].numpy().tolist() == [[[258]] * 8] * 4
+  assert batch["mask"].numpy().all()
+  labels = batch["label"].numpy()
+  assert set(np.unique(labels)) <= {0.0, 1.0, 2.0}
+  assert (labels.max(axis=1) >= 1).all()  # training lists keep a positive
+  vocab = seqio.ByteVocabulary()
+  text = _item_text(vocab, batch["encoder_input_tokens"][0, 0].numpy())
+  assert text.startswith("Query: ") and " Document: " in text
+
+
+def test_demo_validation_lists_keep_ids_aligned_with_items():
+  task = seqio.get_mixture_or_task("t5rank_demo")
+  ex = next(iter(task.get_dataset(_lengths(8, 512), split="validation",
+                                  shuffle=False)))
+  from t5rank.data import demo, formats  # pylint: disable=g-import-not-at-top
+  collection = formats.read_collection(
+      os.path.join(demo.demo_dir(), demo.DEMO_FILES.collection))
+  vocab = seqio.ByteVocabulary()
+  for pid, ids in zip(ex["passage_ids"].numpy(), _rows(ex["inputs"])):
+    assert _item_text(vocab, ids).endswith(
+        " Document: " + collection[pid.decode()])
+
+
+def test_list_source_shards_are_disjoint_and_cover_the_split():
+  source = seqio.get_mixture_or_task("t5rank_demo").source
+  ids = []
+  for index in range(3):
+    ds = source.get_dataset("validation", shuffle=False,
+                            shard_info=seqio.ShardInfo(index, 3))
+    ids.append([ex["query_id"] for ex in ds.as_numpy_iterator()])
+  everything = [ex["query_id"] for ex in source.get_dataset(
+      "validation", shuffle=False).as_numpy_iterator()]
+  assert sorted(sum(ids, [])) == sorted(everything)
+  assert len(set(sum(ids, []))) == len(everything)
+
+
+def test_demo_task_evaluates_through_postprocess_and_metric_fns():
+  pytest.importorskip("t5rank.ranking.metrics",
+                      reason="t5rank.ranking.metrics is not there yet")
+  lengths = _lengths(8, 64)
+  evaluator = seqio.Evaluator(
+      mixture_or_task_name="t5rank_demo",
+      feature_converter=feature_converters.RankingEncDecFeatureConverter(
+          pack=False),
+      eval_split="validation", sequence_length=lengths, num_examples=24)
+
+  def score_fn(ds):
+    # A perfect ranker: the label itself (padding items score -1).
+    return [(int(i), np.where(ex["mask"], ex["label"], -1.0))
+            for i, ex in tfds.as_numpy(ds)]
+
+  metrics, _ = evaluator.evaluate(compute_metrics=True, score_fn=score_fn)
+  result = metrics.result()["t5rank_demo"]
+  task_ds = evaluator.cached_task_datasets["t5rank_demo"]
+  labels = [ex["label"] for ex in tfds.as_numpy(task_ds)]
+  with_relevant = np.mean([(y >= 1).any() for y in labels])
+  assert result["num_queries"] == 24
+  assert result["mrr@10"] == pytest.approx(with_relevant)
+  assert result["ndcg@10"] == pytest.approx(with_relevant)
+
+
+# ---------------------------------------------------- passage ranking files
+def _write_msmarco(directory, *, num_train=6, num_dev=3, depth=8):
+  """A tiny MS-MARCO directory: 1 relevant passage per query, BM25-like runs."""
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(0)
+  passages = {str(100 + i): f"passage number {i} about topic {i % 7}"
+              for i in range(40)}
+  files = {}
+
+  def write(name, lines):
+    with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
+      f.write("".join(line + "\n" for line in lines))
+
+  write("collection.tsv", [f"{p}\t{t}" for p, t in passages.items()])
+  for split, count, suffix in (("train", num_train, "train"),
+                               ("dev", num_dev, "dev.small")):
+    queries, qrels, run = [], [], []
+    for q in range(count):
+      qid = f"{split}{q}"
+      pids = rng.choice(list(passages), size=depth, replace=False)
+      queries.append(f"{qid}\twhich passage is about topic {q} ({split})")
+      qrels.append(f"{qid}\t0\t{pids[q % depth]}\t1")
+      run += [f"{qid}\t{pid}\t{r}" for r, pid in enumerate(pids, 1)]
+      files[qid] = (pids.tolist(), pids[q % depth])
+    write(f"queries.{suffix}.tsv", queries)
+    write(f"qrels.{suffix}.tsv", qrels)
+    write(f"run.{suffix}.tsv", run)
+  return passages, files
+
+
+@needs_spm
+def test_passage_task_reads_msmarco_files_into_sentencepiece_batches(tmp_path):
+  passages, truth = _write_msmarco(str(tmp_path))
+  name = t5rank.tasks.register_msmarco_passage_ranking(
+      str(tmp_path), name="t5rank_test_passages", list_size=4,
+      eval_list_size=8, spm_path=SPM_PATH)
+  vocab = seqio.get_mixture_or_task(name).output_features["inputs"].vocabulary
+  try:
+    train = list(_batches(name, _lengths(4, 48), "train",
+                          feature_converters.RankingEncDecFeatureConverter,
+                          2).as_numpy_iterator())
+    assert len(train) == 3
+    for batch in train:
+      assert batch["encoder_input_tokens"].shape == (2, 4, 48)
+      assert (batch["label"].sum(axis=1) == 1).all()
+      assert batch["mask"].all()
+      assert (batch["decoder_target_tokens"] == 32089).all()
+    dev = list(_batches(name, _lengths(8, 48), "validation",
+                        feature_converters.RankingEncoderFeatureConverter,
+                        1).as_numpy_iterator())
+    assert len(dev) == 3
+    assert sorted(dev[0]) == ["encoder_input_tokens", "label", "mask"]
+    task_ds = seqio.get_mixture_or_task(name).get_dataset(
+        _lengths(8, 48), split="validation", shuffle=False)
+    for ex in task_ds.as_numpy_iterator():
+      qid = ex["query_id"].decode()
+      pids, relevant = truth[qid]
+      # Validation lists: the run's candidates in run order, labelled by qrels.
+      assert [p.decode() for p in ex["passage_ids"]] == pids
+      assert ex["label"].tolist() == [float(p == relevant) for p in pids]
+      first = vocab.decode(_rows(ex["inputs"])[0])
+      assert first == (f"Query: which passage is about topic "
+                       f"{int(qid[3:])} (dev) Document: {passages[pids[0]]}")
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+def test_passage_task_reads_its_directory_and_list_size_from_env(
+    tmp_path, monkeypatch):
+  _write_msmarco(str(tmp_path))
+  monkeypatch.setenv("T5RANK_MSMARCO_DIR", str(tmp_path))
+  monkeypatch.setenv("T5RANK_LIST_SIZE", "3")
+  name = t5rank.tasks.register_msmarco_passage_ranking(
+      name="t5rank_test_env_passages", vocabulary=seqio.ByteVocabulary())
+  try:
+    task = seqio.get_mixture_or_task(name)
+    lists = list(task.get_dataset(None, split="train",
+                                  shuffle=False).as_numpy_iterator())
+    assert len(lists) == 6
+    assert all(len(ex["label"]) == 3 for ex in lists)
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+# ------------------------------------------------------------ QnA over TFDS
+QNA_RECORDS = [
+    {"query": f"question {q}", "query_id": 1000 + q, "query_type": "DESC",
+     "answers": [f"answer {q}"], "wellFormedAnswers": [],
+     "passages": {"is_selected": [int(i == q % 5) for i in range(5 + q % 3)],
+                  "passage_text": [f"text {q}.{i}" for i in range(5 + q % 3)],
+                  "url": [f"http://u/{q}/{i}" for i in range(5 + q % 3)]}}
+    for q in range(6)
+]
+
+
+class T5rankQnaRecords(tfds.core.GeneratorBasedBuilder):
+  """Records with the features TFDS gives `huggingface:ms_marco/v2.1`."""
+
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    text = tfds.features.Scalar(dtype=np.object_)
+    return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict({
+            "answers": tfds.features.Sequence(text),
+            "passages": tfds.features.Sequence({
+                "is_selected": tfds.features.Scalar(dtype=np.int32),
+                "passage_text": text,
+                "url": text,
+            }),
+            "query": text,
+            "query_id": tfds.features.Scalar(dtype=np.int32),
+            "query_type": text,
+            "wellFormedAnswers": tfds.features.Sequence(text),
+        }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples(QNA_RECORDS[:4]),
+            "validation": self._generate_examples(QNA_RECORDS[4:])}
+
+  def _generate_examples(self, records):
+    for record in records:
+      yield record["query_id"], record
+
+
+def test_qna_task_turns_tfds_records_into_ranking_batches(tmp_path):
+  builder = T5rankQnaRecords(data_dir=str(tmp_path))
+  builder.download_and_prepare()
+  name = t5rank.tasks.register_msmarco_qna21_ranking(
+      name="t5rank_test_qna", tfds_name=f"{builder.name}:1.0.0",
+      tfds_data_dir=str(tmp_path), vocabulary=seqio.ByteVocabulary(), seed=5)
+  try:
+    task = seqio.get_mixture_or_task(name)
+    examples = list(task.get_dataset(_lengths(6, 64), split="train",
+                                     shuffle=False).as_numpy_iterator())
+    assert len(examples) == 4
+    by_qid = {str(r["query_id"]): r for r in QNA_RECORDS}
+    vocab = seqio.ByteVocabulary()
+    orders = []
+    for ex in examples:
+      record = by_qid[ex["query_id"].decode()]
+      positions = [int(p.decode().split("-")[1]) for p in ex["passage_ids"]]
+      n = len(record["passages"]["passage_text"])
+      assert len(positions) == min(n, 6)
+      assert ex["label"].tolist() == [
+          float(record["passages"]["is_selected"][i]) for i in positions]
+      for i, ids in zip(positions, _rows(ex["inputs"])):
+        assert vocab.decode(ids) == (f"Query: {record['query']} Document: "
+                                     f"{record['passages']['passage_text'][i]}")
+      orders.append(positions)
+    assert any(o != sorted(o) for o in orders)  # shuffled per query
+    again = [[p for p in ex["passage_ids"]] for ex in task.get_dataset(
+        _lengths(6, 64), split="train", shuffle=False).as_numpy_iterator()]
+    assert again == [[p for p in ex["passage_ids"]] for ex in examples]
+    batch = next(iter(_batches(name, _lengths(6, 64), "validation",
+                               feature_converters.RankingEncDecFeatureConverter,
+                               2)))
+    assert batch["encoder_input_tokens"].shape == (2, 6, 64)
+    assert sorted(batch["mask"].numpy().sum(axis=1).tolist()) == sorted(
+        min(len(r["passages"]["passage_text"]), 6) for r in QNA_RECORDS[4:])
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+def test_qna_jsonl_task_reads_json_lines(tmp_path):
+  path = tmp_path / "dev.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in QNA_RECORDS))
+  name = t5rank.tasks.register_msmarco_qna21_jsonl(
+      {"validation": str(path)}, name="t5rank_test_qna_jsonl",
+      vocabulary=seqio.ByteVocabulary())
+  try:
+    batch = next(iter(_batches(name, _lengths(8, 32), "validation",
+                               feature_converters.RankingEncDecFeatureConverter,
+                               6)))
+    assert batch["mask"].numpy().sum(axis=1).tolist() == [
+        len(r["passages"]["passage_text"]) for r in QNA_RECORDS]
+    assert batch["label"].numpy().sum(axis=1).tolist() == [1.0] * 6
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+def test_score_token_id_of_each_vocabulary_fills_the_targets():
+  assert preprocessors.BYTE_SCORE_TOKEN_ID == 258
+  task = seqio.get_mixture_or_task("t5rank_demo")
+  ex = next(iter(task.get_dataset(_lengths(8, 16), split="validation",
+                                  shuffle=False)))
+  assert ex["targets"].numpy().tolist() == [[258]] * 8
+  assert ex["targets_pretokenized"].numpy() == b"258"
+  assert isinstance(ex["inputs"], tf.RaggedTensor)
