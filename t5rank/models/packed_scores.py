@@ -57,7 +57,7 @@ def flatten_rows(batch: Mapping[str, Array]) -> dict[str, Array]:
 
 def gather_items(segment_values: Array, item_row: Array,
                  item_segment: Array) -> Array:
-  """Per list slot, the value of its segment: `[N, R, S, ...] -> [N, G, L, ...]`.
+  """Each list slot's segment value: `[N, R, S, ...] -> [N, G, L, ...]`.
 
   `out[n, g, l] = segment_values[n, item_row[n, g, l], item_segment[n, g, l]
   - 1]`; rows index only into their own pack `n`.
