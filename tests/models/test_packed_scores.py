@@ -186,3 +186,34 @@ def test_gather_stays_on_each_data_parallel_device():
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "LOCAL 4" in result.stdout
+
+
+def test_t5x_get_dataset_batches_packs_of_the_demo_task():
+  from t5x import utils  # pylint: disable=g-import-not-at-top
+  import t5rank.tasks  # pylint: disable=g-import-not-at-top,unused-import
+
+  lengths = {"inputs": (8, 256), "targets": (8, 1), "label": (8,),
+             "mask": (8,)}
+  converter_cls = functools.partial(
+      packing.RankingPackedFeatureConverter, row_length=512,
+      max_segments_per_row=16, lists_per_pack=4, rows_per_pack=10,
+      rows_per_list=4)
+  config = utils.DatasetConfig(
+      mixture_or_task_name="t5rank_demo", task_feature_lengths=lengths,
+      split="train", batch_size=2, shuffle=False, seed=0, pack=True)
+  ds = utils.get_dataset(config, shard_id=0, num_shards=1,
+                         feature_converter_cls=converter_cls, num_epochs=1)
+  batch = next(ds.as_numpy_iterator())
+  assert batch["encoder_input_tokens"].shape == (2, 10, 512)
+  assert batch["decoder_target_tokens"].shape == (2, 10, 16)
+  assert batch["item_row"].shape == batch["mask"].shape == (2, 4, 8)
+  assert batch["packing_truncated_items"].shape == (2,)
+  # Every real item is in its pack's rows, under its own segment id.
+  for n, g, l in zip(*np.nonzero(batch["mask"])):
+    row, seg = batch["item_row"][n, g, l], batch["item_segment"][n, g, l]
+    assert (batch["encoder_segment_ids"][n, row] == seg).any()
+    assert batch["decoder_segment_ids"][n, row, seg - 1] == seg
+  # Inference configs (pack=False): one list per element, as seqio's
+  # evaluator expects (it refuses converters whose `pack` is True).
+  converter = converter_cls(pack=False)
+  assert not converter.pack and converter.lists_per_pack == 1
