@@ -141,19 +141,16 @@ def format_inputs(
   [b'Query: cat Document: a', b'Query: cat Document: b']
   """
   pieces = _split_template(template)
-  passages = features["passages"]
-  query = tf.fill(tf.shape(passages), features["query"])
   parts = []
   for kind, text in pieces:
     if kind == "text":
       parts.append(text)
     elif kind == "query":
-      parts.append(query)
+      parts.append(features["query"])  # a scalar; string_join broadcasts it
     else:
-      parts.append(passages)
+      parts.append(features["passages"])
   out = dict(features)
-  out["inputs"] = tf.strings.join(parts) if parts else tf.fill(
-      tf.shape(passages), "")
+  out["inputs"] = tf.strings.join(parts)
   if not keep_texts:
     out.pop("query")
     out.pop("passages")
