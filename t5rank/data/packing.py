@@ -38,7 +38,8 @@ axis counts packs and is the data-parallel axis: a pack never spans devices and
 the gather from `[N, R, S]` scores into `[N, G, L]` is local to each device.
 With `pack=False` (T5X's inference configs) each element is one list packed
 into its own `rows_per_list` rows, so one element is still one list, as the
-seqio evaluator expects.
+seqio evaluator expects. `t5rank.models.packed_scores` holds the model side
+(flatten rows, gather segment scores back into lists).
 
 Standalone use of the planner:
 
