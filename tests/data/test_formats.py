@@ -321,3 +321,49 @@ def test_run_pids_are_stored_compactly_when_integers(tmp_path):
   run = formats.read_run(path)
   assert run._pids.dtype == np.int64  # pylint: disable=protected-access
   assert run["1"] == [str(i) for i in range(100)]
+
+
+def _slow_read_run(monkeypatch, *args, **kwargs):
+  def not_simple(*unused_args, **unused_kwargs):
+    raise formats._NotSimple()  # pylint: disable=protected-access
+  with monkeypatch.context() as patch:
+    patch.setattr(formats, "_read_run_fast", not_simple)
+    return formats.read_run(*args, **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("options", [
+    {}, {"depth": 5},
+    {"known_qids": {str(q) for q in range(0, 40, 2)},
+     "known_pids": {str(p) for p in range(0, 300, 3)}},
+    {"depth": 3, "known_pids": {str(p) for p in range(150)}},
+])
+def test_vectorised_run_reader_agrees_with_the_line_reader(tmp_path, monkeypatch, seed,
+                                                           options):
+  rng = np.random.default_rng(seed)
+  rows = []
+  for qid in rng.choice(1000, 20, replace=False).tolist():
+    pids = rng.choice(300, int(rng.integers(1, 12)), replace=False).tolist()
+    rows += [f"{qid}\t{pid}\t{rank}" for rank, pid in zip(rng.permutation(len(pids)) + 1,
+                                                          pids)]
+  rows = [rows[i] for i in rng.permutation(len(rows))]  # qids in non-contiguous blocks.
+  ending = "\r\n" if seed % 2 else "\n"
+  path = _write(tmp_path, "run", ending.join(rows) + ("" if seed == 2 else ending))
+  fast = formats.read_run(path, **options)
+  slow = _slow_read_run(monkeypatch, path, **options)
+  assert list(fast) == list(slow) and dict(fast) == dict(slow)
+  assert fast.report == slow.report
+
+
+@pytest.mark.parametrize("content", [
+    "1\t007\t1\n",              # string pid: kept as written
+    "1\t10\t1\n\n1\t11\t2\n",   # blank line: counted
+    "1\t10\t1\n1\t10\t2\n",     # duplicate
+    "1\t1" + "0" * 16 + "\t1\n",  # too long for the vectorised parser
+])
+def test_run_lines_the_vectorised_reader_declines_are_read_line_by_line(
+    tmp_path, monkeypatch, content):
+  path = _write(tmp_path, "run", content)
+  options = {"on_duplicate": "keep_first"}
+  assert dict(formats.read_run(path, **options)) == dict(
+      _slow_read_run(monkeypatch, path, **options))

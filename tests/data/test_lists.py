@@ -121,9 +121,9 @@ def test_lists_do_not_depend_on_query_order():
 
 
 def test_shuffle_false_keeps_positives_first_then_run_order():
-  q1 = _build(shuffle=False, depth=5)[0]
-  assert q1["passage_ids"] == ["1", "2", "3", "10"]
-  assert q1["label"].tolist() == [2.0, 1.0, 0.0, 0.0]
+  q1 = _build(shuffle=False, depth=4, list_size=5)[0]
+  assert q1["passage_ids"] == ["1", "2", "3", "10", "11"]
+  assert q1["label"].tolist() == [2.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_queries_without_positive_are_dropped_and_counted_in_training():
