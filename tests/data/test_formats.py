@@ -337,6 +337,7 @@ def _slow_read_run(monkeypatch, *args, **kwargs):
     {"known_qids": {str(q) for q in range(0, 40, 2)},
      "known_pids": {str(p) for p in range(0, 300, 3)}},
     {"depth": 3, "known_pids": {str(p) for p in range(150)}},
+    {"known_pids": set()}, {"depth": 1, "known_qids": {"5"}},
 ])
 def test_vectorised_run_reader_agrees_with_the_line_reader(tmp_path, monkeypatch, seed,
                                                            options):
