@@ -7,11 +7,11 @@ Measures, in one process, with T5's SentencePiece vocabulary and with
   -> `t5rank.data.msmarco.passage_ranking_lists` -> `ListExamplesSource` ->
   the task's preprocessors -> `RankingEncDecFeatureConverter` -> batches of 32
   lists (``seqio.get_dataset``, as T5X calls it);
-* ``t5rank memory``: the same lists already built in memory, through the same
-  preprocessors and converter (the seqio part alone);
+* ``t5rank memory``: the same lists already built, from a tf.data cache in
+  memory, through the same preprocessors and converter (the seqio part alone);
 * ``rax example``: the anchor. Rax's T5X example (``examples/t5x/tasks.py``
   and ``models.py`` of the installed rax wheel) on the same in-memory lists in
-  its QnA record form: its ``_msmarco_preprocessor`` (``seqio.preprocessors.
+  its QnA record form (also cached in memory): its ``_msmarco_preprocessor`` (``seqio.preprocessors.
   tokenize`` of the ``[L]`` strings) and its ``RankingEncDecFeatureConverter``.
   Its tasks module imports the ``t5`` package (not installed; it needs only
   ``t5.data.Feature``, ``TaskRegistry`` and the default vocabulary), so a stub
@@ -112,8 +112,12 @@ def _time_batches(ds: tf.data.Dataset, num_lists: int) -> float:
 
 
 def _memory_dataset(lists: list[dict]) -> tf.data.Dataset:
-  return tf.data.Dataset.from_generator(
-      lambda: iter(lists), output_signature=common._LIST_SIGNATURE)  # pylint: disable=protected-access
+  """The lists as a tf.data dataset cached in memory (filled before timing)."""
+  ds = common.ListExamplesSource(lambda split: lists, ["train"]).get_dataset(
+      "train", shuffle=False).cache()
+  for _ in ds:
+    pass
+  return ds
 
 
 def t5rank_files(task_name: str, lengths: dict, num_lists: int) -> float:
@@ -153,15 +157,12 @@ def _import_rax_example(vocab):
 
 def rax_example(lists: list[dict], vocab, lengths: dict, num_lists: int) -> float:
   rax_tasks, rax_models = _import_rax_example(vocab)
-  records = [{"query": ex["query"],
-              "passages": {"passage_text": ex["passages"],
-                           "is_selected": ex["label"].astype(np.int32)}}
-             for ex in lists]
-  ds = tf.data.Dataset.from_generator(
-      lambda: iter(records), output_signature={
-          "query": tf.TensorSpec([], tf.string),
-          "passages": {"passage_text": tf.TensorSpec([None], tf.string),
-                       "is_selected": tf.TensorSpec([None], tf.int32)}})
+  ds = _memory_dataset(lists).map(lambda ex: {
+      "query": ex["query"],
+      "passages": {"passage_text": ex["passages"],
+                   "is_selected": tf.cast(ex["label"], tf.int32)}}).cache()
+  for _ in ds:
+    pass
   features = common.output_features(vocab)
   features["inputs"] = seqio.Feature(vocab, add_eos=False, rank=2)
   ds = rax_tasks._msmarco_preprocessor(ds, features)  # pylint: disable=protected-access

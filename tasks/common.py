@@ -19,6 +19,7 @@ import itertools
 import os
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -110,6 +111,37 @@ def _check_list(example: Mapping, where: str) -> dict:
   return {k: example[k] for k in _LIST_SIGNATURE}
 
 
+_CHUNK = 64
+_RAGGED = ("passage_ids", "passages", "label")
+_CHUNK_SIGNATURE = {
+    "query_id": tf.TensorSpec([None], tf.string),
+    "query": tf.TensorSpec([None], tf.string),
+    "passage_ids": tf.TensorSpec([None], tf.string),
+    "passages": tf.TensorSpec([None], tf.string),
+    "label": tf.TensorSpec([None], tf.float32),
+    "row_lengths": tf.TensorSpec([None], tf.int64),
+}
+
+
+def _stack(chunk: Sequence[dict]) -> dict:
+  """Lists -> one chunk: scalars stacked, list features concatenated."""
+  out = {k: np.array([ex[k] for ex in chunk], dtype=object)
+         for k in ("query_id", "query")}
+  for k in _RAGGED:
+    out[k] = np.concatenate([np.asarray(ex[k], dtype=np.float32 if k == "label"
+                                        else object) for ex in chunk])
+  out["row_lengths"] = np.array([len(ex["label"]) for ex in chunk], np.int64)
+  return out
+
+
+def _unstack(chunk: dict) -> dict:
+  lengths = chunk["row_lengths"]
+  out = {k: chunk[k] for k in ("query_id", "query")}
+  for k in _RAGGED:
+    out[k] = tf.RaggedTensor.from_row_lengths(chunk[k], lengths)
+  return out
+
+
 class ListExamplesSource(seqio.FunctionDataSource):
   """A seqio source over a Python iterator of list examples.
 
@@ -118,7 +150,9 @@ class ListExamplesSource(seqio.FunctionDataSource):
   ``tf.data.Dataset.from_generator``. The source shards itself: with
   ``shard_info`` (T5X passes one per data-parallel host) shard ``i`` of ``k``
   keeps lists ``i, i + k, i + 2k, ...``, so hosts never see the same list and
-  no host tokenises lists it would drop.
+  no host tokenises lists it would drop. Lists cross from Python to TF in
+  chunks of 64 (one ``from_generator`` element per chunk), which is several
+  times faster than one list at a time.
 
   Shuffling of examples is left to seqio (``Task.get_dataset(shuffle=True)``);
   the lists themselves are built deterministically from the builder's seed.
@@ -160,11 +194,22 @@ class ListExamplesSource(seqio.FunctionDataSource):
       if shard_info is not None and shard_info.num_shards > 1:
         lists = itertools.islice(lists, shard_info.index, None,
                                  shard_info.num_shards)
+      chunk = []
       for i, example in enumerate(lists):
-        yield _check_list(example, f"split={split!r} list {i}")
+        chunk.append(_check_list(example, f"split={split!r} list {i}"))
+        if len(chunk) == _CHUNK:
+          yield _stack(chunk)
+          chunk = []
+      if chunk:
+        yield _stack(chunk)
 
-    return tf.data.Dataset.from_generator(generate,
-                                          output_signature=_LIST_SIGNATURE)
+    # Crossing from Python to TF costs about as much per element as the whole
+    # TF pipeline after it, so lists cross in chunks and are split again here.
+    ds = tf.data.Dataset.from_generator(generate,
+                                        output_signature=_CHUNK_SIGNATURE)
+    ds = ds.map(_unstack, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    # unbatch() leaves ragged specs of ragged_rank 0; make them plain tensors.
+    return ds.map(dict, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def register_task(name: str, **kwargs) -> seqio.Task:
