@@ -8,4 +8,6 @@ Modules (import them by name):
   lists       `build_lists`: queries + qrels + candidates -> list examples.
   msmarco     `passage_ranking_lists` over a directory of MS-MARCO-named files.
   demo        the small synthetic corpus shipped with t5rank (`demo_dir()`).
+  preprocessors, feature_converters, packing, metric_fns
+              the seqio side: list examples -> model features; ranking metrics.
 """

@@ -277,6 +277,9 @@ def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, n
       limit = min(list_size, max_positives or list_size)
       report.truncated_positives += max(0, len(positives) - limit)
       positives = positives[:limit]
+      if not positives and not keep:  # Dropped anyway: skip sampling negatives.
+        report.dropped_without_positive += 1
+        continue
       need = list_size - len(positives)
       exclude = {pid for pid, grade in judged.items() if grade > 0}
       if need and negatives == "run":
