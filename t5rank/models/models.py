@@ -161,8 +161,9 @@ class _ListRankingMixin:
         )
     key, dropout_rng = self._loss_key_and_dropout_rng(dropout_rng)
     scores = self.score_lists(params, batch, dropout_rng)
-    labels = jnp.asarray(batch["label"], jnp.float32)
-    mask = jnp.asarray(batch["mask"], jnp.bool_)
+    # Lists may arrive grouped (e.g. packs [N, G, L]); scores are [lists, L].
+    labels = jnp.reshape(jnp.asarray(batch["label"], jnp.float32), scores.shape)
+    mask = jnp.reshape(jnp.asarray(batch["mask"], jnp.bool_), scores.shape)
     loss, counts = objective.list_loss(
         self._ranking_loss_fn,
         scores,

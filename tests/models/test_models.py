@@ -233,6 +233,29 @@ def test_default_feature_converters_are_t5rank_ranking_converters():
   )
 
 
+def test_defaults_are_t5rank_softmax_loss_and_ndcg_mrr_at_10():
+  from t5rank.ranking import losses  # pylint: disable=g-import-not-at-top
+
+  model = RankingEncDecModel(
+      network.RankingTransformer(CONFIG), VOCAB, VOCAB, adafactor.Adafactor()
+  )
+  assert model.ranking_loss_fn is losses.softmax_loss
+  batch = _batch()
+  loss, metrics = model.loss_fn(_params(), batch, None)
+  scores = model.score_batch(_params(), batch)
+  np.testing.assert_allclose(
+      loss,
+      rax.softmax_loss(scores, batch["label"], where=batch["mask"]),
+      rtol=1e-5,
+  )
+  for name, metric_fn in METRIC_FNS.items():
+    np.testing.assert_allclose(
+        metrics[f"metrics/{name}"].compute(),
+        metric_fn(scores, batch["label"], where=batch["mask"]),
+        rtol=1e-5,
+    )
+
+
 def test_module_without_token_scoring_is_rejected():
   with pytest.raises(TypeError, match="RankingTransformer"):
     RankingEncDecModel(
@@ -474,3 +497,38 @@ def test_encoder_model_loads_the_encoder_of_a_stock_checkpoint(
                  stock_params[name])
   assert "decoder" not in restored.params
   assert restored.params["score_head"]["kernel"].shape == (CONFIG.emb_dim,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make_model", [_encdec, _encoder],
+                         ids=["encdec", "encoder"])
+def test_t5x_trainer_trains_and_evaluates_with_ranking_metrics(
+    make_model, tmp_path
+):
+  from t5x import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+
+  model = make_model(_key_requiring_loss)
+  batch = _batch()
+  if make_model is _encoder:
+    batch = {k: batch[k] for k in ("encoder_input_tokens", "label", "mask")}
+  initializer = _initializer(model, batch)
+  trainer = trainer_lib.Trainer(
+      model,
+      train_state=initializer.from_scratch(jax.random.PRNGKey(0)),
+      partitioner=_partitioner(),
+      eval_names=["validation"],
+      summary_dir=str(tmp_path),
+      train_state_axes=initializer.train_state_axes,
+      rng=jax.random.PRNGKey(1),
+      learning_rate_fn=lambda step: 1e-2,
+      num_microbatches=None,
+  )
+  summary = trainer.train(iter([batch, batch]), num_steps=2).result()
+  assert int(trainer.train_state.step) == 2
+  value = lambda x: float(getattr(x, "value", x))  # clu Scalar or a number
+  assert np.isfinite(value(summary["loss"]))
+  evaluated = trainer.eval({"validation": iter([batch])})["validation"]
+  for name in ("loss", "metrics/ndcg@10", "metrics/mrr@10",
+               "debug/lists_in_loss_fraction"):
+    assert np.isfinite(value(evaluated[name])), name
+  assert 0.0 <= value(evaluated["metrics/ndcg@10"]) <= 1.0
