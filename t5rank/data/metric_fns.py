@@ -40,6 +40,7 @@ when the list holds every judged passage.
 
 import collections
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -101,9 +102,10 @@ class QueryLists:
   Attributes:
     query_ids: [Q] query ids in order of first appearance.
     passage_ids: per query, the ids of its items (unpadded).
-    scores: float32 [Q, M], 0 on padding.
-    labels: float32 [Q, M], 0 on padding.
-    mask: bool [Q, M], False on padding and on items masked in the task.
+    scores: float32 [Q', M], 0 on padding (Q' >= Q and M >= the longest
+      list, both powers of two: rows past Q are all padding).
+    labels: float32 [Q', M], 0 on padding.
+    mask: bool [Q', M], False on padding and on items masked in the task.
     num_duplicates: items dropped because their (query, passage) came before.
   """
   query_ids: list[str]
@@ -112,6 +114,10 @@ class QueryLists:
   labels: np.ndarray
   mask: np.ndarray
   num_duplicates: int
+
+
+def _bucket(n: int) -> int:
+  return max(8, 1 << (n - 1).bit_length())
 
 
 def group_by_query(targets: Sequence[TargetType],
@@ -123,8 +129,8 @@ def group_by_query(targets: Sequence[TargetType],
   ...      {"label": [0., 0.], "mask": [True, True], "query_id": "q",
   ...       "passage_ids": ["b", "a"]}],
   ...     [[3., 0.], [2., 1.]])
-  >>> g.query_ids, g.passage_ids, g.scores.tolist(), g.num_duplicates
-  (['q'], [['a', 'b']], [[3.0, 2.0]], 1)
+  >>> g.query_ids, g.passage_ids, g.scores[0, :2].tolist(), g.num_duplicates
+  (['q'], [['a', 'b']], [3.0, 2.0], 1)
   """
   if len(targets) != len(scores):
     raise ValueError(f"{len(targets)} targets but {len(scores)} rows of scores")
@@ -145,8 +151,10 @@ def group_by_query(targets: Sequence[TargetType],
         duplicates += 1
         continue
       query_items[pid] = (s, y, m)
-  width = max([len(v) for v in items.values()] + [1])
-  shape = (len(items), width)
+  # Padded to powers of two so that evaluations of similar size reuse the
+  # compiled metric functions; all-masked padding rows count in no mean.
+  width = _bucket(max([len(v) for v in items.values()] + [1]))
+  shape = (_bucket(len(items)), width)
   out_scores = np.zeros(shape, np.float32)
   out_labels = np.zeros(shape, np.float32)
   out_mask = np.zeros(shape, bool)
@@ -195,8 +203,6 @@ def make_ranking_metric_fn(
   map_topns, recall_topns = tuple(map_topns), tuple(recall_topns)
 
   def ranking_metrics(targets, scores):
-    # Imported here: the ranking room is pure JAX and costs nothing until used.
-    from t5rank.ranking import metrics  # pylint: disable=g-import-not-at-top
     lists = group_by_query(targets, scores)
     if run_path:
       write_trec_run(run_path, lists)
@@ -205,27 +211,17 @@ def make_ranking_metric_fn(
     if exclude_queries_without_relevant:
       where = where & relevant[:, None]
     longest = int(lists.mask.sum(-1).max(initial=0))
-
-    def value(metric_fn, topn):
-      return float(metric_fn(lists.scores, lists.labels, where=where,
-                             topn=topn))
-
-    def name(prefix, topn):
-      return prefix if topn is None else f"{prefix}@{topn}"
-
-    out = {}
-    for topn in mrr_topns:
-      out[name("mrr", topn)] = value(metrics.mrr_metric, topn)
-    for topn in ndcg_topns:
-      out[name("ndcg", topn)] = value(metrics.ndcg_metric, topn)
-    for topn in map_topns:
-      out[name("map", topn)] = value(metrics.ap_metric, topn)
-    for topn in recall_topns:
-      if topn >= longest:
-        logging.info("recall@%d skipped: the longest list has %d items.",
-                     topn, longest)
-        continue
-      out[name("recall", topn)] = value(metrics.recall_metric, topn)
+    specs = [("mrr", "mrr_metric", k) for k in mrr_topns]
+    specs += [("ndcg", "ndcg_metric", k) for k in ndcg_topns]
+    specs += [("map", "ap_metric", k) for k in map_topns]
+    for k in recall_topns:
+      if k >= longest:
+        logging.info("recall@%d skipped: the longest list has %d items.", k,
+                     longest)
+      else:
+        specs.append(("recall", "recall_metric", k))
+    values = _compiled_metrics(tuple(specs))(lists.scores, lists.labels, where)
+    out = {name: float(v) for name, v in values.items()}
     out["num_queries"] = int(np.any(where, axis=-1).sum())
     out["num_queries_without_relevant"] = int(
         (~relevant & np.any(lists.mask, axis=-1)).sum())
@@ -233,6 +229,27 @@ def make_ranking_metric_fn(
     return out
 
   return ranking_metrics
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_metrics(specs: tuple[tuple[str, str, Optional[int]], ...]):
+  """One jitted function computing every (prefix, metric name, topn) of specs.
+
+  Compiling them together once per shape is several times faster than running
+  the metrics op by op, and later evaluations of the same size reuse it.
+  """
+  # Imported here: the ranking room is pure JAX and costs nothing until used.
+  import jax  # pylint: disable=g-import-not-at-top
+  from t5rank.ranking import metrics  # pylint: disable=g-import-not-at-top
+
+  def compute(scores, labels, where):
+    return {
+        prefix if topn is None else f"{prefix}@{topn}": getattr(
+            metrics, fn_name)(scores, labels, where=where, topn=topn)
+        for prefix, fn_name, topn in specs
+    }
+
+  return jax.jit(compute)
 
 
 ranking_metrics = make_ranking_metric_fn()
