@@ -428,7 +428,7 @@ _POWERS_OF_TEN = 10 ** np.arange(_MAX_DIGITS, dtype=np.int64)
 
 
 def _byte_chunks(path) -> Iterator[np.ndarray]:
-  """The file as uint8 arrays of whole lines, ~2 MB each (no byte-order mark)."""
+  """The file as uint8 arrays of whole lines, ~1 MB each (no byte-order mark)."""
   with open(path, "rb") as f:
     rest, first = b"", True
     while True:
@@ -447,14 +447,17 @@ def _byte_chunks(path) -> Iterator[np.ndarray]:
       if first and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
       first = False
-      yield np.frombuffer(data, dtype=np.uint8)
+      if data:
+        yield np.frombuffer(data, dtype=np.uint8)
 
 
-def _parse_int_fields(chunk: np.ndarray, fields: int) -> np.ndarray:
-  """Parses lines of ``fields`` tab-separated decimal integers: int64 [lines, fields].
+def _parse_int_fields(chunk: np.ndarray, fields: int) -> tuple[np.ndarray, np.ndarray]:
+  """Parses lines of ``fields`` tab-separated decimal integers.
+
+  Returns int64 values [lines, fields] and whether each field has a leading zero.
 
   Raises `_NotSimple` unless every line is exactly that (digits only, no empty field,
-  no blank line, at most 15 digits; ``\r\n`` endings are fine).
+  no blank line, at most 15 digits; ``\\r\\n`` endings are fine).
   """
   if chunk[-1] != 10:
     chunk = np.append(chunk, np.uint8(10))
