@@ -153,7 +153,10 @@ def register_t5rank_demo(
   common.register_list_task(
       name, lists_fn,
       vocabulary=vocabulary or seqio.ByteVocabulary(),
-      template=template, score_token=score_token)
+      template=template, score_token=score_token,
+      # Every demo query has judged passages and candidates: one list each.
+      num_input_examples={"train": demo.NUM_TRAIN_QUERIES,
+                          "validation": demo.NUM_DEV_PAIRS})
   return name
 
 

@@ -124,6 +124,13 @@ def test_demo_validation_lists_keep_ids_aligned_with_items():
         " Document: " + collection[pid.decode()])
 
 
+def test_demo_task_declares_its_true_number_of_lists():
+  task = seqio.get_mixture_or_task("t5rank_demo")
+  for split in ("train", "validation"):
+    count = sum(1 for _ in task.source.get_dataset(split, shuffle=False))
+    assert task.num_input_examples(split) == count
+
+
 def test_list_source_shards_are_disjoint_and_cover_the_split():
   source = seqio.get_mixture_or_task("t5rank_demo").source
   ids = []
