@@ -205,7 +205,8 @@ def make_ranking_metric_fn(
   def ranking_metrics(targets, scores):
     lists = group_by_query(targets, scores)
     if run_path:
-      write_trec_run(run_path, lists)
+      write_trec_run(run_path, lists.query_ids, lists.passage_ids,
+                     lists.scores, mask=lists.mask)
     relevant = np.any((lists.labels >= 1) & lists.mask, axis=-1)
     where = lists.mask
     if exclude_queries_without_relevant:
@@ -259,24 +260,41 @@ ranking_metrics.__doc__ = (
 
 
 def write_trec_run(path: str,
-                   lists: QueryLists,
+                   query_ids: Sequence[str],
+                   passage_ids: Sequence[Sequence[str]],
+                   scores: Sequence[Sequence[float]],
                    *,
+                   mask: Optional[Sequence[Sequence[bool]]] = None,
                    tag: str = "t5rank",
                    depth: Optional[int] = None) -> int:
-  """Writes grouped scores as a TREC run; returns the number of rows.
+  """Writes scored lists as a TREC run (``qid Q0 pid rank score tag``).
 
-  Rows are ordered as trec_eval orders a run (score descending, ties by
-  passage id descending; `t5rank.data.formats.rank_candidates`), so the rank
-  column agrees with what trec_eval evaluates. Masked items are left out.
+  Row ``i`` scores ``passage_ids[i][j]`` for query ``query_ids[i]`` with
+  ``scores[i][j]`` (rows may be padded past their ids; padding and items with
+  ``mask`` False are left out). Rows of the same query are merged, a passage
+  seen twice keeping its first score. Each query's rows are ordered as
+  trec_eval orders a run, score descending and ties by passage id descending
+  (`t5rank.data.formats.rank_candidates`), so the rank column agrees with what
+  trec_eval evaluates. ``depth`` keeps each query's top ``depth``. Returns the
+  number of rows written.
+
+  >>> import tempfile, os
+  >>> path = os.path.join(tempfile.mkdtemp(), "run.trec")
+  >>> write_trec_run(path, ["q1"], [["d1", "d2", "d3"]], [[0.5, 0.9, 0.5, 7.0]])
+  3
+  >>> print(open(path).read(), end="")
+  q1 Q0 d2 1 0.900000 t5rank
+  q1 Q0 d3 2 0.500000 t5rank
+  q1 Q0 d1 3 0.500000 t5rank
   """
   from t5rank.data import formats  # pylint: disable=g-import-not-at-top
   run = {}
-  for q, (qid, pids) in enumerate(zip(lists.query_ids, lists.passage_ids)):
-    run[qid] = {
-        pid: float(lists.scores[q, j])
-        for j, pid in enumerate(pids)
-        if lists.mask[q, j]
-    }
+  for i, (qid, pids) in enumerate(zip(query_ids, passage_ids)):
+    row = np.asarray(scores[i], np.float64).reshape(-1)
+    query_run = run.setdefault(qid, {})
+    for j, pid in enumerate(pids):
+      if (mask is None or mask[i][j]) and pid not in query_run:
+        query_run[pid] = float(row[j])
   directory = os.path.dirname(path)
   if directory:
     os.makedirs(directory, exist_ok=True)

@@ -213,3 +213,18 @@ def test_run_file_orders_ties_as_trec_eval_and_scores_the_same(tmp_path):
   qrels = {"q1": {"d3": 1, "d1": 0, "d2": 0, "d4": 0}, "q2": {"a": 1, "b": 0}}
   rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run)
   assert [rr[q]["recip_rank"] for q in ("q1", "q2")] == [1.0, 0.5]
+
+
+def test_write_trec_run_merges_rows_of_a_query_and_leaves_out_masked_items(
+    tmp_path):
+  path = str(tmp_path / "sub" / "run.trec")
+  rows = metric_fns.write_trec_run(
+      path, ["q1", "q2", "q1"], [["a", "b"], ["c"], ["d", "a"]],
+      [[1.0, 3.0, 0.0], [2.0, 0.0, 0.0], [2.0, 9.0, 0.0]],
+      mask=[[True, False], [True], [True, True]], tag="x", depth=2)
+  lines = [line.split() for line in open(path).read().splitlines()]
+  # b is masked; the second "a" (9.0) is a repeat and keeps the first score.
+  assert lines == [["q1", "Q0", "d", "1", "2.000000", "x"],
+                   ["q1", "Q0", "a", "2", "1.000000", "x"],
+                   ["q2", "Q0", "c", "1", "2.000000", "x"]]
+  assert rows == 3
