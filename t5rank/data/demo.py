@@ -19,8 +19,9 @@ capital, river, language, currency, founder and highest mountain, all made-up na
 For each (place, fact) the collection states the fact twice with different wordings
 (grade 2: "The capital of Valmor is Orin.", "Government offices of Valmor sit in
 Orin.") and has one on-topic passage without the answer (grade 1: "Valmor has moved its
-capital twice in its history."). About a third of the passages add a sentence that
-names another place ("It trades with Kesh.").
+capital twice in its history."). About a third of the passages add a sentence naming
+another place, mostly with a fact word ("Its capital is a day from Kesh."): a lexical
+distractor for the queries about Kesh. Some place names contain others (Brai, Braith).
 
 **Queries** ask for one fact of one place in one of three wordings ("what is the
 capital of Valmor", "capital city of Valmor", "where is the government of Valmor").
@@ -35,13 +36,25 @@ fact of other places, and passages that name the place in passing.
 **Why it is learnable but not trivial.** Relevance needs two matches: the place in the
 query must be the subject of the passage, and the passage's wording must state the
 asked-for fact, where half the wordings use other words than the query (capital ~
-"government offices", river ~ "flows through", founder ~ "first settlers").
-BM25 mostly gets the place right but often not the fact: on dev its MRR@10 is 0.746,
-nDCG@10 0.542, and its top 30 hold 74.5% of the relevant passages (train: 0.781, 0.552,
-74.6% in the top 25); a reranker can reach nDCG@10 near 0.8 on these candidates. Both matches
-are short byte patterns from a small set of templates, so a tiny byte-level T5 can
-learn them in a few hundred steps; telling grade 2 from grade 1 needs the answer's
-presence, not just the topic words.
+"government offices", river ~ "flows through", founder ~ "first settlers"). Telling
+grade 2 from grade 1 needs the answer's presence, not just the topic words. BM25 gets
+the place right but often not the fact. On the dev lists (the 30 BM25 candidates,
+labels as in the qrels, gain 2^y - 1, ideal ranking within the list):
+
+==================================  ========  ======
+ranking of the dev candidates       nDCG@10   MRR@10
+==================================  ========  ======
+random order                        0.178     0.199
+BM25 order                          0.650     0.746
+labels (best possible)              0.935     0.935
+==================================  ========  ======
+
+(13 dev queries have no relevant passage among their 30 candidates; with trec_eval's
+ideal over all judged passages and linear gain, BM25 scores nDCG@10 0.542.) As a check
+that text alone carries the signal, a 2-layer byte-level transformer (d=96, trained
+from scratch with a listwise softmax loss, 8 lists of 8 per step, Adam 1e-3) reaches
+nDCG@10 0.544 after 300 steps and passes BM25's nDCG@10 after ~900 (0.659; MRR@10
+0.675), on CPU.
 
 Regenerate (byte-identical to the shipped files; a test checks it)::
 
