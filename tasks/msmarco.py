@@ -24,8 +24,11 @@ of the ``register_*`` functions; the tasks registered on import read
 ``$T5RANK_EVAL_LIST_SIZE`` (default: the list size) and ``$T5RANK_LIST_SEED``
 (default 0) when their data is read. Keep ``list_size`` equal to the ``L`` of
 ``TASK_FEATURE_LENGTHS``: longer lists are cut to ``L`` after they are built,
-which may cut a training list's positive. From gin, register with the run's
-``LIST_SIZE`` and use the returned name::
+which may cut a training list's positive. To rerank a deep candidate list (e.g. BM25's top 1000) with lists of
+``L``, register with ``eval_list_size=1000, eval_chunk_size=L``: each query
+then spans several validation examples, which the metric fns join again by
+query id. From gin, register with the run's ``LIST_SIZE`` and use the
+returned name::
 
   MIXTURE_OR_TASK_NAME = @t5rank.tasks.register_msmarco_passage_ranking()
   t5rank.tasks.register_msmarco_passage_ranking:
@@ -54,10 +57,23 @@ DEMO_LIST_SIZE = 8
 _FILE_SPLITS = {"train": "train", "validation": "dev"}
 
 
+def _chunks(lists, size: int):
+  """Cuts each list into consecutive lists of at most ``size`` items."""
+  for example in lists:
+    n = len(example["passage_ids"])
+    for start in range(0, n, size):
+      yield {
+          "query_id": example["query_id"],
+          "query": example["query"],
+          **{k: example[k][start:start + size]
+             for k in ("passage_ids", "passages", "label")},
+      }
+
+
 def _passage_lists(split: str, *, data_dir: Optional[str],
                    list_size: Optional[int], eval_list_size: Optional[int],
                    seed: Optional[int], default_list_size: int, files=None,
-                   **lists_kwargs):
+                   eval_chunk_size: Optional[int] = None, **lists_kwargs):
   """Lists of one seqio split; unset options are read from the environment."""
   from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
   if data_dir is None:
@@ -74,10 +90,13 @@ def _passage_lists(split: str, *, data_dir: Optional[str],
     seed = common.env_int("T5RANK_LIST_SEED", 0)
   if files is not None:
     lists_kwargs["files"] = files
-  return msmarco.passage_ranking_lists(
+  lists = msmarco.passage_ranking_lists(
       data_dir, _FILE_SPLITS.get(split, split),
       list_size=list_size if split == "train" else eval_list_size,
       seed=seed, **lists_kwargs)
+  if eval_chunk_size and split != "train":
+    return _chunks(lists, eval_chunk_size)
+  return lists
 
 
 def register_msmarco_passage_ranking(
@@ -86,6 +105,7 @@ def register_msmarco_passage_ranking(
     name: str = PASSAGE_TASK,
     list_size: Optional[int] = None,
     eval_list_size: Optional[int] = None,
+    eval_chunk_size: Optional[int] = None,
     seed: Optional[int] = None,
     spm_path: Optional[str] = None,
     vocabulary: Optional[seqio.Vocabulary] = None,
@@ -104,6 +124,10 @@ def register_msmarco_passage_ranking(
     list_size: items per training list (None: ``$T5RANK_LIST_SIZE`` or 10).
     eval_list_size: candidates per validation list (None:
       ``$T5RANK_EVAL_LIST_SIZE`` or ``list_size``).
+    eval_chunk_size: when set, each validation list is cut into examples of
+      at most this many consecutive candidates (e.g. the ``L`` of
+      ``TASK_FEATURE_LENGTHS``), so a top-1000 rerank fits lists of 10; the
+      metric fns join a query's examples again (`t5rank.data.metric_fns`).
     seed: list-building seed (None: ``$T5RANK_LIST_SEED`` or 0).
     spm_path: SentencePiece model (None: ``$T5RANK_SPM_PATH`` or T5's).
     vocabulary: overrides the SentencePiece vocabulary.
@@ -121,7 +145,8 @@ def register_msmarco_passage_ranking(
   lists_fn = functools.partial(
       _passage_lists, data_dir=data_dir, list_size=list_size,
       eval_list_size=eval_list_size, seed=seed,
-      default_list_size=DEFAULT_LIST_SIZE, files=files, **lists_kwargs)
+      default_list_size=DEFAULT_LIST_SIZE, files=files,
+      eval_chunk_size=eval_chunk_size, **lists_kwargs)
   common.register_list_task(
       name, lists_fn,
       vocabulary=vocabulary or common.t5_vocabulary(spm_path),

@@ -253,6 +253,36 @@ def test_passage_task_reads_its_directory_and_list_size_from_env(
     seqio.TaskRegistry.remove(name)
 
 
+def test_long_validation_lists_are_chunked_and_metrics_join_them(tmp_path):
+  pytest.importorskip("t5rank.ranking.metrics",
+                      reason="t5rank.ranking.metrics is not there yet")
+  from t5rank.data import metric_fns  # pylint: disable=g-import-not-at-top
+  _, truth = _write_msmarco(str(tmp_path))
+  name = t5rank.tasks.register_msmarco_passage_ranking(
+      str(tmp_path), name="t5rank_test_chunks", eval_list_size=8,
+      eval_chunk_size=3, vocabulary=seqio.ByteVocabulary())
+  try:
+    task = seqio.get_mixture_or_task(name)
+    examples = list(task.get_dataset(_lengths(3, 32), split="validation",
+                                     shuffle=False).as_numpy_iterator())
+    assert [len(ex["label"]) for ex in examples] == [3, 3, 2] * 3
+    targets = [task.postprocess_fn("", example=ex, is_target=True)
+               for ex in examples]
+    # Score by run order (8 - rank): the relevant passage of query q sits at
+    # rank q % 8 + 1 of its 8 candidates, spread over its 3 examples.
+    scores = []
+    for t in targets:
+      pids = truth[t["query_id"]][0]
+      scores.append([8.0 - pids.index(p) for p in t["passage_ids"]] + [0.0] *
+                    (3 - len(t["passage_ids"])))
+    out = metric_fns.ranking_metrics(targets, np.array(scores))
+    assert out["num_queries"] == 3
+    assert out["mrr@10"] == pytest.approx(np.mean([1 / (q % 8 + 1)
+                                                   for q in range(3)]))
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
 # ------------------------------------------------------------ QnA over TFDS
 QNA_RECORDS = [
     {"query": f"question {q}", "query_id": 1000 + q, "query_type": "DESC",
