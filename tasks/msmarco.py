@@ -38,7 +38,7 @@ returned name::
 
 import functools
 import os
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import seqio
 
@@ -113,6 +113,7 @@ def register_msmarco_passage_ranking(
     score_token=None,
     splits: Sequence[str] = ("train", "validation"),
     files=None,
+    metric_fn: Optional[Callable] = None,
     **lists_kwargs,
 ) -> str:
   """Registers (or re-registers) an MS-MARCO passage-ranking task; returns its name.
@@ -136,6 +137,9 @@ def register_msmarco_passage_ranking(
     splits: seqio splits; "train" and "validation" map to the files' "train"
       and "dev", other names are passed through.
     files: a `t5rank.data.msmarco.PassageRankingFiles` (None: MS-MARCO names).
+    metric_fn: the seqio score metric fn (None:
+      `t5rank.data.metric_fns.ranking_metrics`); e.g.
+      ``make_ranking_metric_fn(run_path=...)`` also writes a TREC run.
     **lists_kwargs: more options of `t5rank.data.msmarco.passage_ranking_lists`
       (``negatives``, ``depth``, ``on_unknown``, ``cache_dir``...).
 
@@ -150,7 +154,8 @@ def register_msmarco_passage_ranking(
   common.register_list_task(
       name, lists_fn,
       vocabulary=vocabulary or common.t5_vocabulary(spm_path),
-      splits=splits, template=template, score_token=score_token)
+      splits=splits, template=template, score_token=score_token,
+      metric_fn=metric_fn or common.metric_fns.ranking_metrics)
   return name
 
 
@@ -163,6 +168,7 @@ def register_t5rank_demo(
     vocabulary: Optional[seqio.Vocabulary] = None,
     template: str = preprocessors.DEFAULT_TEMPLATE,
     score_token=None,
+    metric_fn: Optional[Callable] = None,
 ) -> str:
   """Registers the demo task (demo corpus, ByteVocabulary); returns its name.
 
@@ -179,6 +185,7 @@ def register_t5rank_demo(
       name, lists_fn,
       vocabulary=vocabulary or seqio.ByteVocabulary(),
       template=template, score_token=score_token,
+      metric_fn=metric_fn or common.metric_fns.ranking_metrics,
       # Every demo query has judged passages and candidates: one list each.
       num_input_examples={"train": demo.NUM_TRAIN_QUERIES,
                           "validation": demo.NUM_DEV_PAIRS})
