@@ -126,6 +126,8 @@ def _t5x_config(size):
 def _param_shapes(model, list_size=None):
   shapes = {"encoder_input_tokens": (2, 8), "decoder_input_tokens": (2, 1),
             "decoder_target_tokens": (2, 1)}
+  if list_size and isinstance(model, t5rank.models.RankingEncoderModel):
+    shapes = {"encoder_input_tokens": shapes["encoder_input_tokens"]}
   if list_size:
     shapes = {k: (1, list_size) + v[1:] for k, v in shapes.items()}
     shapes.update(label=(1, list_size), mask=(1, list_size))
@@ -184,16 +186,25 @@ def test_model_file_builds_ranking_model_on_t5x_network(path):
   assert callable(values["LOSS_FN"])
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_encdec_model_file_has_t5x_parameter_tree(size):
-  """Stock T5.1.1 checkpoints of every size load: same names and shapes."""
+def test_model_files_have_t5x_parameter_names_and_shapes():
+  """Stock T5.1.1 checkpoints load: the enc-dec tree is T5X's, the encoder
+  head's is T5X's embedding and encoder plus its score head. (Other sizes
+  differ only in their T5Config, compared with T5X's above.)"""
   with _gin_scope():
-    stock = _macros([f"t5x/examples/t5/t5_1_1/{size}.gin"], ["MODEL"],
+    stock = _macros(["t5x/examples/t5/t5_1_1/small.gin"], ["MODEL"],
                     ["DROPOUT_RATE = 0.0"])["MODEL"]
   with _gin_scope():
-    ours = _macros([f"models/encdec/{size}.gin"], ["MODEL"],
-                   ["DROPOUT_RATE = 0.0"])["MODEL"]
-  assert _param_shapes(ours, list_size=3) == _param_shapes(stock)
+    encdec = _macros(["models/encdec/small.gin"], ["MODEL"],
+                     ["DROPOUT_RATE = 0.0"])["MODEL"]
+  with _gin_scope():
+    encoder = _macros(["models/encoder/small.gin"], ["MODEL"],
+                      ["DROPOUT_RATE = 0.0"])["MODEL"]
+  stock_shapes = _param_shapes(stock)
+  assert _param_shapes(encdec, list_size=3) == stock_shapes
+  encoder_shapes = _param_shapes(encoder, list_size=3)
+  assert set(encoder_shapes) == {"token_embedder", "encoder", "score_head"}
+  for name in ("token_embedder", "encoder"):
+    assert encoder_shapes[name] == stock_shapes[name]
 
 
 @pytest.mark.parametrize("path", LOSS_FILES)
