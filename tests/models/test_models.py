@@ -365,14 +365,24 @@ def test_in_train_metrics_are_rax_metrics_over_lists_with_items():
           "timing/steps_per_second"} <= set(metrics)
 
 
+def _t5rank_gumbel_approx_ndcg():
+  from t5rank.ranking import metrics  # pylint: disable=g-import-not-at-top
+  from t5rank.ranking import t12n  # pylint: disable=g-import-not-at-top
+
+  return t12n.gumbel_t12n(t12n.approx_t12n(metrics.ndcg_metric))
+
+
 @pytest.mark.parametrize(
-    "loss_fn", [_key_requiring_loss, rax.listmle_loss], ids=["gumbel", "listmle"]
+    "make_loss",
+    [lambda: _key_requiring_loss, lambda: rax.listmle_loss,
+     _t5rank_gumbel_approx_ndcg],
+    ids=["local-gumbel", "rax-listmle", "t5rank-gumbel-approx-ndcg"],
 )
 def test_random_losses_get_a_fixed_key_in_eval_and_the_step_key_in_training(
-    loss_fn,
+    make_loss,
 ):
   batch = _batch()
-  model = _encdec(loss_fn)
+  model = _encdec(make_loss())
   eval_a, _ = model.loss_fn(_params(), batch, None)
   eval_b, _ = model.loss_fn(_params(), batch, None)
   assert float(eval_a) == float(eval_b)
