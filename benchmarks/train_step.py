@@ -20,9 +20,9 @@ Timing interleaves the variants round by round (rotating the order) so that
 load from other processes hits all of them alike; reported is the median
 step time, real items (68 here) per second and the ratio to the anchor.
 Memory: XLA's compiled footprint (arguments + temporaries, from
-`memory_analysis`) in this process and, unless `--no-rss`, the peak RSS of a
-fresh subprocess per variant (after imports, compile and two steps) with its
-RSS before building the model.
+`memory_analysis`) in this process and, unless `--no-rss`, the peak RSS
+(VmHWM) of a fresh subprocess per variant (imports, compile and one step) and
+its RSS after the imports, before building the model.
 
 Run: python benchmarks/train_step.py [--rounds 5] [--variants a,b] [--no-rss]
 """
@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -281,24 +280,31 @@ def prepare(variant: Variant, lists: Lists) -> Prepared:
                   compile_seconds)
 
 
-def _rss_mib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mib(field: str) -> float:
+  """A `VmRSS`/`VmHWM` line of /proc/self/status, in MiB.
 
-
-def _current_rss_mib() -> float:
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+  VmHWM is this process's own peak RSS; `getrusage`'s ru_maxrss is not, as
+  Linux carries it over from the parent across fork and exec.
+  """
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) / 1024.0
+  raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def measure_rss(name: str) -> Dict[str, float]:
-  """In this (fresh) process: RSS before building, peak after two steps."""
+  """In this (fresh) process: RSS after imports, peak after one step."""
   variant = {v.name: v for v in VARIANTS}[name]
   lists = make_lists()
-  before = _current_rss_mib()
-  prepared = prepare(variant, lists)
-  for seed in range(2):
-    prepared.run(seed)
-  return {"rss_before_mib": before, "peak_rss_mib": _rss_mib()}
+  # Libraries first, so that "before" is the baseline every variant shares.
+  import examples.t5x.models  # pylint: disable=g-import-not-at-top,unused-import
+  import t5rank.models  # pylint: disable=g-import-not-at-top,unused-import
+  import t5rank.ranking.losses  # pylint: disable=g-import-not-at-top,unused-import
+
+  before = _status_mib("VmRSS")
+  prepare(variant, lists).run(0)
+  return {"rss_before_mib": before, "peak_rss_mib": _status_mib("VmHWM")}
 
 
 def _rss_in_subprocess(name: str) -> Dict[str, float]:
@@ -355,7 +361,7 @@ def main():
   if anchor is not None:
     anchor_rate = lists.real_items / statistics.median(anchor.times)
   header = ("| variant | s/step (median) | items/s | vs example | "
-            "XLA args+temp MiB | peak RSS MiB (before model) |")
+            "XLA args+temp MiB | peak RSS MiB (after imports) |")
   print()
   print(header)
   print("|" + "---|" * 6)
