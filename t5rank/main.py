@@ -177,14 +177,26 @@ def demo(argv: Optional[Sequence[str]] = None) -> None:
   except SystemExit as e:  # absl's app.run exits after the main returns.
     if e.code not in (None, 0):
       raise
-  trained = read_inference_metrics(model_dir)[-1]
-  random = random_ranking_metrics()
+  print(demo_report(model_dir))
+
+
+def demo_report(model_dir: str, task: str = DEMO_TASK) -> str:
+  """The last validation metrics of a demo run next to a random ranking's."""
+  trained = dict(read_inference_metrics(model_dir, task)[-1])
+  random = random_ranking_metrics(task)
   step = trained.pop("step")
-  print(f"\nt5rank demo: validation metrics of `{DEMO_TASK}` after {step} "
-        f"steps (model_dir={model_dir})")
-  print(f"  {'metric':<16}{'trained':>10}{'random':>10}")
+  lines = [f"t5rank demo: `{task}` validation split after {step} training "
+           f"steps (model_dir={model_dir})",
+           f"  {'metric':<12}{'trained':>10}{'random':>10}"]
+  counts = []
   for name in sorted(trained):
-    if isinstance(trained[name], (int, float)):
+    value = trained[name]
+    if name.startswith("num_"):
+      counts.append(f"{name}={int(value)}")
+    elif isinstance(value, (int, float)):
       rand = random.get(name)
       rand = f"{rand:10.4f}" if rand is not None else f"{'-':>10}"
-      print(f"  {name:<16}{trained[name]:10.4f}{rand}")
+      lines.append(f"  {name:<12}{value:10.4f}{rand}")
+  if counts:
+    lines.append("  " + ", ".join(counts))
+  return "\n".join(lines)
