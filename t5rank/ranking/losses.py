@@ -293,10 +293,10 @@ def _pairwise(name, pair_loss, scores, labels, *, where, segments, weights,
     lam = jnp.reshape(jnp.asarray(lam, s.dtype), s.shape + s.shape[-1:])
     lam = lax.stop_gradient(lam)
   if reduce_fn is jnp.mean or reduce_fn is jnp.sum:
-    c = _pairs.pair_weights(y, where=valid, segments=inputs.segments,
-                            weights=inputs.weights, lambdaweights=lam,
-                            pairs=pairs)
-    total = _pairs.fused_total(pair_loss, s, y, c)
+    pair_inputs = _pairs.pair_inputs(
+        s, y, where=valid, segments=inputs.segments, weights=inputs.weights,
+        lambdaweights=lam, pairs=pairs)
+    total = _pairs.fused_total(pair_loss, pair_inputs)
     if reduce_fn is jnp.sum:
       return _finish(total, inputs)
     count = _pairs.count_pairs(y, where=valid, segments=inputs.segments,
@@ -306,9 +306,8 @@ def _pairwise(name, pair_loss, scores, labels, *, where, segments, weights,
   # in Rax.
   d = _utils.compute_pairs(s, jnp.subtract)
   dy = _utils.compute_pairs(y, jnp.subtract)
-  valid_pairs = _pairs.pair_weights(y, where=valid, segments=inputs.segments,
-                                    weights=None, lambdaweights=None,
-                                    pairs=pairs) > 0
+  valid_pairs = _pairs.valid_pairs(y, where=valid, segments=inputs.segments,
+                                   pairs=pairs)
   losses = pair_loss.value(d, dy)
   if inputs.weights is not None:
     losses = losses * inputs.weights[..., :, None]
