@@ -661,6 +661,8 @@ def opa_metric(
   over valid pairs (in the same segment). Pairs with equal scores count as
   wrong; pairs with equal labels are ignored; a list without such pairs
   scores 0 ("without relevant" here means without any ordered pair).
+  Without segments the counts come from a sort and a merge-sort inversion
+  count (O(n log^2 n), no ``[n, n]`` matrix).
 
   >>> scores = jnp.array([3., 1., 2.])
   >>> labels = jnp.array([2., 1., 0.])
@@ -682,16 +684,14 @@ def opa_metric(
   name = "opa_metric"
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
-  ordered = labels[..., :, None] > labels[..., None, :]
-  if where is not None:
-    ordered = ordered & where[..., :, None] & where[..., None, :]
-  if segments is not None:
-    ordered = ordered & _utils.same_segment_mask(segments)
-  correct = ordered & (scores[..., :, None] > scores[..., None, :])
   if segments is None:
-    n_pairs = jnp.sum(ordered, axis=(-2, -1), dtype=jnp.int32)
-    n_correct = jnp.sum(correct, axis=(-2, -1), dtype=jnp.int32)
+    n_correct, n_pairs = _utils.ordered_pair_counts(scores, labels, where)
   else:
+    ordered = labels[..., :, None] > labels[..., None, :]
+    if where is not None:
+      ordered = ordered & where[..., :, None] & where[..., None, :]
+    ordered = ordered & _utils.same_segment_mask(segments)
+    correct = ordered & (scores[..., :, None] > scores[..., None, :])
     n_pairs = _utils.segment_sum(jnp.sum(ordered, -1, dtype=jnp.int32),
                                  segments)
     n_correct = _utils.segment_sum(jnp.sum(correct, -1, dtype=jnp.int32),

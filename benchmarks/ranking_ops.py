@@ -1,0 +1,179 @@
+"""Times t5rank.ranking ops against Rax in one process, jit-compiled.
+
+Each case is a named pair of functions with the Rax call convention; 'metric'
+cases time the forward pass, 'loss' cases time value and gradient w.r.t. the
+scores. Inputs: 10% of items masked, 10% positive (binary labels), boolean
+masks, float32 normal scores.
+
+  python benchmarks/ranking_ops.py --rax_path=/work/ext/rax
+
+``--rax_path`` puts a Rax source tree first on ``sys.path`` (the Rax 0.4.0
+wheel's transformations fail on jax 0.10 because they use ``jax.util``).
+Without it, Rax's approx transformation is reproduced by passing Rax's own
+``approx_ranks``/``approx_cutoff`` to its metric (what ``approx_t12n`` does)
+and its Gumbel transformation by the same five steps as its source.
+Add cases to ``CASES`` (e.g. losses) as ``Case(name, kind, ours, theirs)``.
+"""
+
+import argparse
+import dataclasses
+import functools
+import statistics
+import sys
+import time
+from typing import Callable, List, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  name: str
+  kind: str  # 'metric' (forward) or 'loss' (value and grad).
+  ours: Callable[..., object]
+  theirs: Optional[Callable[..., object]]
+  needs_key: bool = False
+
+
+def _rax_gumbel(fn, samples=8, beta=1.0):
+  """Rax 0.4.0's gumbel_t12n without its jax.util-based wrapper."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def wrapped(scores, labels, *, key, **kwargs):
+    rep = lambda a: jnp.repeat(jnp.expand_dims(a, 0), samples, 0)
+    scores, labels = rep(scores), rep(labels)
+    kwargs = {k: rep(v) if isinstance(v, jax.Array) else v
+              for k, v in kwargs.items()}
+    key, kwargs["key"] = jax.random.split(key)
+    noisy = jax.random.gumbel(key, scores.shape) * beta + scores
+    return fn(noisy, labels, **kwargs)
+
+  return wrapped
+
+
+def build_cases(rax_has_t12n: bool) -> List[Case]:
+  """The benchmark table (import-time free of Rax so --rax_path can act)."""
+  import rax  # pylint: disable=g-import-not-at-top
+  from rax._src import utils as rax_utils  # pylint: disable=g-import-not-at-top
+  from t5rank.ranking import metrics  # pylint: disable=g-import-not-at-top
+  from t5rank.ranking import t12n  # pylint: disable=g-import-not-at-top
+
+  cases = []
+  for name in ("mrr_metric", "dcg_metric", "ndcg_metric", "precision_metric",
+               "recall_metric", "ap_metric"):
+    for topn in (None, 10):
+      label = name if topn is None else f"{name}@{topn}"
+      cases.append(Case(
+          label, "metric",
+          functools.partial(getattr(metrics, name), topn=topn),
+          functools.partial(getattr(rax, name), topn=topn)))
+  cases.append(Case("opa_metric", "metric", metrics.opa_metric,
+                    rax.opa_metric))
+  cases.append(Case("err_metric@10", "metric",
+                    functools.partial(metrics.err_metric, topn=10), None))
+
+  if rax_has_t12n:
+    rax_approx = rax.approx_t12n(rax.ndcg_metric)
+    rax_gumbel_approx = rax.gumbel_t12n(rax.approx_t12n(rax.ndcg_metric))
+  else:
+    def rax_approx(scores, labels, **kwargs):
+      return -rax.ndcg_metric(scores, labels, rank_fn=rax_utils.approx_ranks,
+                              cutoff_fn=rax_utils.approx_cutoff, **kwargs)
+    rax_gumbel_approx = _rax_gumbel(rax_approx)
+  cases += [
+      Case("approx_ndcg (loss+grad)", "loss",
+           t12n.approx_t12n(metrics.ndcg_metric), rax_approx),
+      Case("gumbel_approx_ndcg (loss+grad)", "loss",
+           t12n.gumbel_t12n(t12n.approx_t12n(metrics.ndcg_metric)),
+           rax_gumbel_approx, needs_key=True),
+      Case("neuralsort_ndcg (loss+grad)", "loss",
+           t12n.neuralsort_t12n(metrics.ndcg_metric), None),
+  ]
+  return cases
+
+
+def _inputs(batch, size, seed=0):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  scores = rng.normal(size=(batch, size)).astype(np.float32)
+  labels = (rng.random((batch, size)) < 0.1).astype(np.float32)
+  where = rng.random((batch, size)) >= 0.1
+  return jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(where)
+
+
+def _timer(case_fn, kind, needs_key, scores, labels, where, repeats):
+  """Median milliseconds of a jit-compiled call (after a warm-up call)."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if kind == "loss":
+    if needs_key:
+      fn = jax.jit(jax.value_and_grad(
+          lambda s, y, w, k: case_fn(s, y, where=w, key=k)))
+    else:
+      fn = jax.jit(jax.value_and_grad(lambda s, y, w: case_fn(s, y, where=w)))
+  else:
+    if needs_key:
+      fn = jax.jit(lambda s, y, w, k: case_fn(s, y, where=w, key=k))
+    else:
+      fn = jax.jit(lambda s, y, w: case_fn(s, y, where=w))
+  args = (scores, labels, where)
+  if needs_key:
+    args += (jax.random.PRNGKey(0),)
+  jax.block_until_ready(fn(*args))
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return 1e3 * statistics.median(times), 1e3 * min(times)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--rax_path", default="",
+                      help="Rax source tree to put first on sys.path.")
+  parser.add_argument("--shapes", default="512x200,64x1000")
+  parser.add_argument("--repeats", type=int, default=15)
+  parser.add_argument("--only", default="",
+                      help="Comma-separated substrings of case names.")
+  args = parser.parse_args(argv)
+  if args.rax_path:
+    sys.path.insert(0, args.rax_path)
+  import jax  # pylint: disable=g-import-not-at-top
+  import rax  # pylint: disable=g-import-not-at-top
+
+  rax_has_t12n = True
+  try:
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    rax.approx_t12n(rax.ndcg_metric)(jnp.zeros(2), jnp.ones(2))
+  except Exception:  # pylint: disable=broad-except
+    rax_has_t12n = False
+  print(f"jax {jax.__version__}, rax from {rax.__file__} "
+        f"(approx/gumbel t12n {'native' if rax_has_t12n else 'reproduced'})")
+  cases = build_cases(rax_has_t12n)
+  if args.only:
+    wanted = args.only.split(",")
+    cases = [c for c in cases if any(w in c.name for w in wanted)]
+
+  for shape in args.shapes.split(","):
+    batch, size = (int(x) for x in shape.split("x"))
+    scores, labels, where = _inputs(batch, size)
+    print(f"\n[{batch}, {size}]  (median ms over {args.repeats}; min in "
+          "brackets)")
+    print(f"| case | t5rank ms | rax ms | rax / t5rank |")
+    print(f"|---|---:|---:|---:|")
+    for case in cases:
+      ours, ours_min = _timer(case.ours, case.kind, case.needs_key, scores,
+                              labels, where, args.repeats)
+      if case.theirs is None:
+        print(f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | – | – |")
+        continue
+      theirs, theirs_min = _timer(case.theirs, case.kind, case.needs_key,
+                                  scores, labels, where, args.repeats)
+      print(f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | {theirs:.2f} "
+            f"({theirs_min:.2f}) | {theirs / ours:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
