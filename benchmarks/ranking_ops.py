@@ -88,6 +88,35 @@ def build_cases(rax_has_t12n: bool) -> List[Case]:
       Case("neuralsort_ndcg (loss+grad)", "loss",
            t12n.neuralsort_t12n(metrics.ndcg_metric), None),
   ]
+  cases += _loss_cases(rax)
+  return cases
+
+
+def _loss_cases(rax) -> List[Case]:
+  """Every loss with its gradient; Rax's where it has the loss."""
+  from t5rank.ranking import losses  # pylint: disable=g-import-not-at-top
+
+  cases = []
+  for name in ("pairwise_logistic_loss", "pairwise_hinge_loss",
+               "pairwise_soft_zero_one_loss", "pairwise_qr_loss",
+               "pairwise_mse_loss", "softmax_loss", "poly1_softmax_loss",
+               "unique_softmax_loss", "listmle_loss", "pointwise_sigmoid_loss",
+               "pointwise_mse_loss"):
+    cases.append(Case(f"{name} (loss+grad)", "loss", getattr(losses, name),
+                      getattr(rax, name)))
+
+  def rax_ndcgloss2pp(scores, labels, **kwargs):
+    kwargs = dict(kwargs, normalize=True)
+    return (rax.dcg_lambdaweight(scores, labels, **kwargs) +
+            10.0 * rax.dcg2_lambdaweight(scores, labels, **kwargs))
+
+  cases.append(Case(
+      "lambdaloss_loss (loss+grad)", "loss", losses.lambdaloss_loss,
+      functools.partial(rax.pairwise_logistic_loss,
+                        lambdaweight_fn=rax_ndcgloss2pp)))
+  for name in ("listnet_loss", "distillation_kl_loss", "margin_mse_loss"):
+    cases.append(Case(f"{name} (loss+grad)", "loss", getattr(losses, name),
+                      None))
   return cases
 
 
