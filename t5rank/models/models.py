@@ -28,7 +28,10 @@ scores [B, L]: T5X's evaluator gives them to the tasks' seqio score metric
 functions, and inference writes them.
 
 `score_lists(params, batch, dropout_rng=None) -> [B, L]` is the one place
-where the network runs; a packed batch layout adds its path there.
+where the network runs. A packed batch (`t5rank.data.packing`'s converters:
+`G` lists per pack, their real items sharing encoder rows) takes the path of
+`t5rank.models.packed_scores` there and gives scores `[N·G, L]`; the loss,
+metrics and `score_batch` then see `N·G` lists (`N` at inference, G = 1).
 """
 
 import functools
@@ -44,6 +47,7 @@ from t5x import optimizers
 
 from t5rank.models import network
 from t5rank.models import objective
+from t5rank.models import packed_scores
 from t5rank.models import score_tokens
 
 Array = jnp.ndarray
@@ -175,6 +179,8 @@ class _ListRankingMixin:
     metrics = objective.train_metrics(
         loss, scores, labels, mask, counts, self._metric_fns
     )
+    if packed_scores.is_packed(batch):
+      metrics.update(packed_scores.packing_metrics(batch))
     return loss, metrics
 
   def _compute_logits(
@@ -324,6 +330,10 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
       dropout_rng: Optional[Array],
   ) -> Array:
     """Logits of the score token(s) at decoder step 0: [B, L, K]."""
+    if packed_scores.is_packed(batch):  # Packs [N, G, L] -> lists [N·G, L].
+      return packed_scores.token_logits(
+          self.module, params, batch, self.score_token_ids, dropout_rng
+      )
     tokens = batch["encoder_input_tokens"]
     if tokens.ndim != 3:
       raise ValueError(
@@ -441,6 +451,10 @@ class RankingEncoderModel(_ListRankingMixin, models.BaseTransformerModel):
       dropout_rng: Optional[Array] = None,
   ) -> Array:
     """Per-item scores [B, L] of the encoder head."""
+    if packed_scores.is_packed(batch):  # Packs [N, G, L] -> lists [N·G, L].
+      return packed_scores.encoder_scores(
+          self.module, params, batch, dropout_rng
+      )
     tokens = batch["encoder_input_tokens"]
     if tokens.ndim != 3:
       raise ValueError(
