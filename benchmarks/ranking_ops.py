@@ -164,6 +164,8 @@ def main(argv=None):
                       help="Rax source tree to put first on sys.path.")
   parser.add_argument("--shapes", default="512x200,64x1000")
   parser.add_argument("--repeats", type=int, default=15)
+  parser.add_argument("--loss_repeats", type=int, default=3,
+                      help="Repeats for the (much slower) loss cases.")
   parser.add_argument("--only", default="",
                       help="Comma-separated substrings of case names.")
   args = parser.parse_args(argv)
@@ -188,18 +190,19 @@ def main(argv=None):
   for shape in args.shapes.split(","):
     batch, size = (int(x) for x in shape.split("x"))
     scores, labels, where = _inputs(batch, size)
-    print(f"\n[{batch}, {size}]  (median ms over {args.repeats}; min in "
-          "brackets)")
+    print(f"\n[{batch}, {size}]  (median ms over {args.repeats} runs, "
+          f"{args.loss_repeats} for losses; min in brackets)")
     print(f"| case | t5rank ms | rax ms | rax / t5rank |")
     print(f"|---|---:|---:|---:|")
     for case in cases:
+      repeats = args.loss_repeats if case.kind == "loss" else args.repeats
       ours, ours_min = _timer(case.ours, case.kind, case.needs_key, scores,
-                              labels, where, args.repeats)
+                              labels, where, repeats)
       if case.theirs is None:
         print(f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | – | – |")
         continue
       theirs, theirs_min = _timer(case.theirs, case.kind, case.needs_key,
-                                  scores, labels, where, args.repeats)
+                                  scores, labels, where, repeats)
       print(f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | {theirs:.2f} "
             f"({theirs_min:.2f}) | {theirs / ours:.1f}x |", flush=True)
 

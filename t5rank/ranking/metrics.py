@@ -320,9 +320,11 @@ def _retrieved_relevant_counts(name, scores, labels, where, segments, topn,
   if _fast(rank_fn, cutoff_fn, segments):
     retrieved = _retrieved(scores, where) & _top_selection(
         scores, where, key, topn)
-    n_hit = jnp.sum(retrieved & relevant, axis=-1).astype(jnp.float32)
-    n_retrieved = jnp.sum(retrieved, axis=-1).astype(jnp.float32)
-    n_relevant = jnp.sum(valid_relevant, axis=-1).astype(jnp.float32)
+    # Float sums vectorise better than boolean ones on CPU.
+    retrieved = retrieved.astype(jnp.float32)
+    n_hit = jnp.sum(retrieved * relevant, axis=-1)
+    n_retrieved = jnp.sum(retrieved, axis=-1)
+    n_relevant = jnp.sum(valid_relevant.astype(jnp.float32), axis=-1)
   else:
     item_ranks = rank_fn(scores, where=where, segments=segments, key=key)
     retrieved = _generic_retrieved(scores, item_ranks, where, segments, topn,
