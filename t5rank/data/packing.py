@@ -686,3 +686,19 @@ def _pad_to(x: tf.Tensor, shape: Sequence[int]) -> tf.Tensor:
   x = x[tuple(slice(0, n) for n in shape)]
   paddings = [[0, n - tf.shape(x)[i]] for i, n in enumerate(shape)]
   return tf.ensure_shape(tf.pad(x, paddings), shape)
+
+
+def select_feature_converter(pack_lists: bool, packed, unpacked):
+  """`packed` if `pack_lists` else `unpacked`: the gin switch `PACK_LISTS`.
+
+  Gin cannot branch, so gin/runs/packed.gin binds a model's
+  `feature_converter_cls` to this function's result, with both converter
+  classes given as gin references (so their own bindings, e.g. `row_length`,
+  apply) and `pack_lists = %PACK_LISTS`.
+
+  >>> select_feature_converter(False, "packed", "padded")
+  'padded'
+  """
+  if not isinstance(pack_lists, bool):
+    raise TypeError(f"pack_lists={pack_lists!r}: expected True or False")
+  return packed if pack_lists else unpacked
