@@ -70,6 +70,7 @@ setuptools.setup(
         "console_scripts": [
             "t5rank-train = t5rank.main:train",
             "t5rank-eval = t5rank.main:evaluate",
+            "t5rank-demo = t5rank.main:demo",
         ],
     },
     classifiers=[
