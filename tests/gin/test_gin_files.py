@@ -165,8 +165,8 @@ FINETUNE_FILES = ["runs/finetune_msmarco.gin", "runs/finetune_qna21.gin"]
 MESH_FILES = ["meshes/data_parallel.gin", "meshes/data_model.gin"]
 CHECKED = (set(MODEL_FILES) | set(LOSS_FILES) | set(FINETUNE_FILES)
            | set(MESH_FILES)
-           | {"runs/eval.gin", "demo/model.gin", "demo/train.gin",
-              "demo/eval.gin"})
+           | {"runs/eval.gin", "runs/packed.gin", "demo/model.gin",
+              "demo/train.gin", "demo/eval.gin"})
 
 
 def test_every_gin_file_is_checked_here():
@@ -281,6 +281,19 @@ def test_mesh_file_sets_model_partitions(path, num_partitions):
   partitioner = args["partitioner"]
   assert isinstance(partitioner, partitioning.PjitPartitioner)
   assert partitioner._num_partitions == num_partitions  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_packed_run_file_switches_training_to_packed_converter(head):
+  with _gin_scope():
+    args = _train_args(
+        [f"models/{head}/small.gin", "runs/finetune_msmarco.gin",
+         "runs/packed.gin"],
+        ["MODEL_DIR = '/tmp/unused'", "INITIAL_CHECKPOINT_PATH = None"])
+  assert args["train_dataset_cfg"].pack is True
+  assert args["infer_eval_dataset_cfg"].pack is False
+  converter = args["model"].FEATURE_CONVERTER_CLS
+  assert "Packed" in getattr(converter, "__name__", repr(converter))
 
 
 def test_eval_file_binds_t5x_evaluate():
