@@ -49,6 +49,8 @@ from t5rank.models import network
 from t5rank.models import objective
 from t5rank.models import packed_scores
 from t5rank.models import score_tokens
+from t5rank.ranking import losses as ranking_losses
+from t5rank.ranking import metrics as ranking_metrics
 
 Array = jnp.ndarray
 PyTree = Any
@@ -66,18 +68,10 @@ _ROW_FEATURES = (
 )
 
 
-def _default_loss_fn() -> objective.LossFn:
-  from t5rank.ranking import losses  # pylint: disable=g-import-not-at-top
-
-  return losses.softmax_loss
-
-
 def _default_metric_fns() -> Mapping[str, objective.MetricFn]:
-  from t5rank.ranking import metrics  # pylint: disable=g-import-not-at-top
-
   return {
-      "ndcg@10": functools.partial(metrics.ndcg_metric, topn=10),
-      "mrr@10": functools.partial(metrics.mrr_metric, topn=10),
+      "ndcg@10": functools.partial(ranking_metrics.ndcg_metric, topn=10),
+      "mrr@10": functools.partial(ranking_metrics.mrr_metric, topn=10),
   }
 
 
@@ -106,7 +100,9 @@ class _ListRankingMixin:
       exclude_lists_without_positive: bool,
       eval_key_seed: int,
   ):
-    self._ranking_loss_fn = loss_fn if loss_fn is not None else _default_loss_fn()
+    self._ranking_loss_fn = (
+        loss_fn if loss_fn is not None else ranking_losses.softmax_loss
+    )
     if not callable(self._ranking_loss_fn):
       raise TypeError(f"loss_fn={self._ranking_loss_fn!r} is not callable")
     self._loss_takes_key = objective.accepts_key(self._ranking_loss_fn)
