@@ -18,7 +18,9 @@ Variants (`VARIANTS`; a packed layout adds rows there with its own batch):
 
 Timing interleaves the variants round by round (rotating the order) so that
 load from other processes hits all of them alike; reported is the median
-step time, real items (68 here) per second and the ratio to the anchor.
+step time, real items (68 here) per second and the ratio to the anchor, and
+the median CPU time of the process per step (all threads), which moves less
+than wall time when other processes share the cores.
 Memory: XLA's compiled footprint (arguments + temporaries, from
 `memory_analysis`) in this process and, unless `--no-rss`, the peak RSS
 (VmHWM) of a fresh subprocess per variant (imports, compile and one step) and
@@ -232,16 +234,21 @@ class Prepared:
   compiled_bytes: int
   compile_seconds: float
   times: list = dataclasses.field(default_factory=list)
+  cpu_times: list = dataclasses.field(default_factory=list)
 
   def run(self, seed: int) -> float:
-    start = time.perf_counter()
+    """One step; records and returns its wall time (and records CPU time)."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     self.params, self.opt_state, loss = self.step(
         self.params, self.opt_state, self.batch, jax.random.PRNGKey(seed)
     )
     loss.block_until_ready()
+    seconds = time.perf_counter() - start
+    self.cpu_times.append(time.process_time() - cpu_start)
+    self.times.append(seconds)
     if not np.isfinite(float(loss)):
       raise FloatingPointError(f"{self.variant.name}: loss {float(loss)}")
-    return time.perf_counter() - start
+    return seconds
 
 
 def prepare(variant: Variant, lists: Lists) -> Prepared:
@@ -341,13 +348,15 @@ def main():
   prepared = []
   for variant in variants:
     p = prepare(variant, lists)
-    p.run(0)  # warm-up
+    p.run(0)  # warm-up, not counted
+    p.times.clear()
+    p.cpu_times.clear()
     print(f"  compiled {variant.name} in {p.compile_seconds:.1f}s", flush=True)
     prepared.append(p)
   for r in range(args.rounds):
     order = prepared[r % len(prepared):] + prepared[: r % len(prepared)]
     for p in order:
-      p.times.append(p.run(r + 1))
+      p.run(r + 1)
     print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
         f"{p.variant.name} {p.times[-1]:.2f}s" for p in prepared), flush=True)
 
@@ -360,11 +369,15 @@ def main():
   anchor_rate = None
   if anchor is not None:
     anchor_rate = lists.real_items / statistics.median(anchor.times)
+  anchor_cpu = None
+  if anchor is not None:
+    anchor_cpu = statistics.median(anchor.cpu_times)
   header = ("| variant | s/step (median) | items/s | vs example | "
-            "XLA args+temp MiB | peak RSS MiB (after imports) |")
+            "CPU s/step (vs example) | XLA args+temp MiB | "
+            "peak RSS MiB (after imports) |")
   print()
   print(header)
-  print("|" + "---|" * 6)
+  print("|" + "---|" * 7)
   for p in prepared:
     seconds = statistics.median(p.times)
     rate = lists.real_items / seconds
@@ -372,9 +385,12 @@ def main():
     mem = rss.get(p.variant.name)
     rss_text = (f"{mem['peak_rss_mib']:.0f} ({mem['rss_before_mib']:.0f})"
                 if mem else "-")
+    cpu = statistics.median(p.cpu_times)
+    cpu_ratio = f" ({anchor_cpu / cpu:.2f}x)" if anchor_cpu else ""
     print(f"| {p.variant.name}: {p.variant.description} | {seconds:.2f} "
           f"(min {min(p.times):.2f}, max {max(p.times):.2f}) | {rate:.1f} | "
-          f"{ratio} | {p.compiled_bytes / 2**20:.0f} | {rss_text} |")
+          f"{ratio} | {cpu:.1f}{cpu_ratio} | "
+          f"{p.compiled_bytes / 2**20:.0f} | {rss_text} |")
 
 
 if __name__ == "__main__":
