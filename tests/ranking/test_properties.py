@@ -38,7 +38,7 @@ LOSSES = {
 }
 # Lambda weights depend on ranks, so LambdaLoss is permutation invariant only
 # without score ties (guaranteed below by distinct scores).
-SETTINGS = settings(max_examples=6, deadline=None)
+SETTINGS = settings(max_examples=3, deadline=None)
 
 
 def _transformed_metrics():
@@ -207,7 +207,7 @@ def test_all_masked_batch_gives_zero_value_and_gradient(name):
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(1, 40),
        use_segments=st.booleans())
 def test_random_masks_with_nonfinite_masked_scores_stay_finite(
