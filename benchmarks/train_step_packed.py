@@ -5,15 +5,17 @@ jit-compiled `value_and_grad(model.loss_fn)` + Adafactor step, interleaved
 rounds, medians) the packed layouts of `t5rank.data.packing`:
 
 * `encdec-packed`: `t5rank.models.RankingEncDecModel` on one pack of the 8
-  lists: the 68 real items laid end to end in rows of 512 tokens (segment ids
-  keep attention inside each item, one decoder token per item), as few rows
-  as hold them untruncated (11 here, 91% real tokens, against 80 x 256
-  padded tokens); table-lookup embedding.
+  lists: the 68 real items laid end to end in rows of ROW_LENGTH = 256 tokens
+  (the items' token budget; segment ids keep attention inside each item, one
+  decoder token per item), as few rows as hold them untruncated (21 here,
+  95% real tokens, against 80 x 256 padded tokens); table-lookup embedding.
+  `--row_length 512` packs into 11 rows of 512 instead (more attention
+  work per token).
 * `encdec-packed-onehot`: the same with T5X's one-hot embedding.
 * `encoder-packed`: `t5rank.models.RankingEncoderModel`, same pack, gather.
 
-Run: python benchmarks/train_step_packed.py [--rounds 4] [--variants a,b]
-     [--no-rss]   (train_step.py's flags; all its variants are available)
+Run: python benchmarks/train_step_packed.py [--row_length 256] [--rounds 4]
+     [--variants a,b] [--no-rss]   (train_step.py's flags and variants)
 """
 
 import os
@@ -29,7 +31,7 @@ import train_step  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-ROW_LENGTH, MAX_SEGMENTS = 512, 16
+ROW_LENGTH, MAX_SEGMENTS = 256, 16
 
 
 def packed_rows(lists: train_step.Lists, targets: bool) -> Dict[str, np.ndarray]:
@@ -87,6 +89,11 @@ def _rss_in_subprocess(name: str) -> Dict[str, float]:
 
 
 def main():
+  global ROW_LENGTH
+  if "--row_length" in sys.argv:
+    i = sys.argv.index("--row_length")
+    ROW_LENGTH = int(sys.argv[i + 1])
+    del sys.argv[i:i + 2]
   train_step.VARIANTS = tuple(train_step.VARIANTS) + PACKED_VARIANTS
   train_step._rss_in_subprocess = _rss_in_subprocess  # pylint: disable=protected-access
   if "--rss-only" not in sys.argv:
