@@ -67,7 +67,7 @@ DEMO_BINDINGS = ["MODEL_DIR = '/tmp/unused'"]
 
 def test_packed_file_selects_packed_converter_with_its_settings():
   with _train_args(DEMO, DEMO_BINDINGS + ["ROWS_PER_PACK = 7",
-                                          "ROW_LENGTH = 256"]) as args:
+                                          "ROW_LENGTH = 320"]) as args:
     model = args["model"]
     # T5X calls the class with its DatasetConfig's flags; gin adds the rest.
     train = model.FEATURE_CONVERTER_CLS(pack=True,
@@ -80,7 +80,7 @@ def test_packed_file_selects_packed_converter_with_its_settings():
   assert model.module.one_hot_embedding is False
   assert isinstance(train, packing.RankingPackedFeatureConverter)
   assert (train.lists_per_pack, train.num_rows, train.row_length) == (8, 7,
-                                                                       256)
+                                                                       320)
   assert infer.lists_per_pack == 1 and infer.num_rows is None
   assert set(model.FEATURE_CONVERTER_CLS.TASK_FEATURES) == set(TASK_LENGTHS)
 
