@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 TASK = "t5rank_demo"
 LISTS_PER_STEP = 8
 STEPS = 100
+# nDCG@10 of a random order of the demo's dev candidates (mean of 100 draws).
+RANDOM_NDCG_AT_10 = 0.173
 SHORT = {
     "TRAIN_STEPS": str(STEPS),
     "EVAL_PERIOD": str(STEPS),
@@ -71,10 +73,15 @@ def test_packed_demo_reaches_unpacked_ndcg(tmp_path):
   for metrics in (unpacked, packed):
     assert metrics["step"] == STEPS
     assert metrics["num_queries"] == 200  # every dev query was scored
-  # The same quality within noise (one shortened run each; the full demo's
-  # numbers are in BENCHMARKS.md, "Train step: packed").
-  assert abs(packed["ndcg@10"] - unpacked["ndcg@10"]) < 0.05, (packed,
-                                                              unpacked)
+  # Both learn, and alike. One shortened run is noisy: reruns of the same
+  # unpacked config on this 2-core CPU have landed anywhere between nDCG@10
+  # 0.33 and 0.49, so "the same within noise" is a band of 0.2 here;
+  # a random order of the dev candidates scores 0.17. The full demo's numbers
+  # are in BENCHMARKS.md ("Train step: packed").
+  for metrics in (unpacked, packed):
+    assert metrics["ndcg@10"] > RANDOM_NDCG_AT_10 + 0.08, (packed, unpacked)
+  assert abs(packed["ndcg@10"] - unpacked["ndcg@10"]) < 0.2, (packed,
+                                                             unpacked)
   losses = _scalars(tmp_path / "packed", "loss")
   assert losses and all(np.isfinite(v) for v in losses.values())
   # The packer reports what it truncated (the demo's lists fit: nothing).
