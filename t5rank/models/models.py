@@ -293,6 +293,11 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
         loss_fn, metric_fns, exclude_lists_without_positive, eval_key_seed
     )
 
+  @property
+  def scoring(self) -> str:
+    """'logit' or 'monot5' (see the class docstring)."""
+    return self._scoring
+
   @functools.cached_property
   def score_token_ids(self) -> Optional[Tuple[int, ...]]:
     """Fixed output ids the score reads (1 or 2); None: each item's target."""
