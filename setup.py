@@ -71,6 +71,7 @@ setuptools.setup(
             "t5rank-train = t5rank.main:train",
             "t5rank-eval = t5rank.main:evaluate",
             "t5rank-demo = t5rank.main:demo",
+            "t5rank-convert = t5rank.convert:main",
         ],
     },
     classifiers=[

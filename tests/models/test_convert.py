@@ -203,10 +203,9 @@ def test_encoder_part_of_an_import_restores_into_the_encoder_ranker(imported):
   assert "decoder" not in params and "score_head" in params
 
 
-def _demo_ranker(tmp_path, family, scoring):
-  """A randomly initialised + perturbed demo ranker saved as T5X checkpoint."""
+def _demo_bindings(family, scoring="logit"):
   v1_0 = family == "t5_v1_0"
-  bindings = [
+  return [
       "network.T5Config.vocab_size = %d" % VOCAB_SIZE,
       "network.T5Config.emb_dim = 32", "network.T5Config.head_dim = 8",
       "network.T5Config.num_heads = 4", "network.T5Config.mlp_dim = 48",
@@ -218,24 +217,31 @@ def _demo_ranker(tmp_path, family, scoring):
       f"t5rank.models.RankingEncDecModel.monot5_tokens = ({SCORE_ID}, "
       f"{FALSE_ID})",
   ]
-  model = convert.model_from_gin(["demo/model.gin"], bindings)
-  batch = _batch()
-  params = _initializer(model, batch).from_scratch(
-      jax.random.PRNGKey(3)).params
-  leaves, tree = jax.tree.flatten(params)
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def demo_ranker(request, tmp_path_factory):
+  """(family, params, checkpoint): a random + perturbed demo-gin ranker."""
+  family = request.param
+  model = convert.model_from_gin(["demo/model.gin"], _demo_bindings(family))
+  shapes = {k: v.shape for k, v in _batch().items()}
+  params = model.get_initial_variables(jax.random.PRNGKey(3),
+                                       shapes)["params"]
+  leaves, tree = jax.tree.flatten(flax.core.unfreeze(params))
   keys = jax.random.split(jax.random.PRNGKey(4), len(leaves))
   params = jax.tree.unflatten(tree, [
-      x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
-  directory = str(tmp_path / "t5x")
+      np.asarray(x + 0.1 * jax.random.normal(k, x.shape))
+      for x, k in zip(leaves, keys)])
+  directory = str(tmp_path_factory.mktemp(f"demo_{family}"))
   checkpoint = hf_checkpoints.save_t5x_checkpoint(model, params, directory)
-  return model, params, checkpoint, bindings
+  return family, params, checkpoint
 
 
-@pytest.mark.parametrize("family,scoring", [("t5_1_1", "logit"),
-                                            ("t5_v1_0", "monot5")])
-def test_exported_ranker_scores_the_same_in_transformers(tmp_path, family,
+@pytest.mark.parametrize("scoring", ["logit", "monot5"])
+def test_exported_ranker_scores_the_same_in_transformers(tmp_path, demo_ranker,
                                                          scoring):
-  model, params, checkpoint, bindings = _demo_ranker(tmp_path, family, scoring)
+  family, params, checkpoint = demo_ranker
+  bindings = _demo_bindings(family, scoring)
   hf_dir = str(tmp_path / "hf")
   convert.main([f"--from_t5x={checkpoint}", "--gin_file=demo/model.gin",
                 f"--to_hf={hf_dir}"]
@@ -252,24 +258,24 @@ def test_exported_ranker_scores_the_same_in_transformers(tmp_path, family,
   if scoring == "monot5":
     assert ids == [SCORE_ID, FALSE_ID]
     expected = torch.log_softmax(torch.tensor(logits[:, ids]), -1)[:, 0]
+  model = convert.model_from_gin(["demo/model.gin"], bindings)
   scores = model.score_batch(params, batch)
   np.testing.assert_allclose(_real(scores, batch), np.asarray(expected),
                              atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_export_then_import_is_the_identity_on_parameters(tmp_path, family):
-  _, params, checkpoint, bindings = _demo_ranker(tmp_path, family, "logit")
+def test_export_then_import_is_the_identity_on_parameters(tmp_path,
+                                                          demo_ranker):
+  family, params, checkpoint = demo_ranker
   hf_dir = str(tmp_path / "hf")
   convert.export_hf(checkpoint, ["demo/model.gin"], hf_dir,
-                    gin_bindings=bindings)
-  _, back = hf_checkpoints.t5x_params_from_hf(
+                    gin_bindings=_demo_bindings(family))
+  config, back = hf_checkpoints.t5x_params_from_hf(
       hf_checkpoints.read_hf_config(hf_dir),
       hf_checkpoints.read_hf_weights(hf_dir), source=hf_dir)
-  assert jax.tree.structure(back) == jax.tree.structure(
-      jax.tree.map(np.asarray, params))
-  jax.tree.map(np.testing.assert_array_equal, back,
-               jax.tree.map(np.asarray, params))
+  assert config.logits_via_embedding == (family == "t5_v1_0")
+  assert jax.tree.structure(back) == jax.tree.structure(params)
+  jax.tree.map(np.testing.assert_array_equal, back, params)
 
 
 def _score_with_transformers_encoder(hf_dir, tokens):
@@ -291,20 +297,21 @@ def _score_with_transformers_encoder(hf_dir, tokens):
     return (pooled @ head["kernel"] + head["bias"]).numpy()
 
 
-@pytest.mark.parametrize("pooling", ["first", "mean"])
 def test_exported_encoder_ranker_scores_the_same_by_the_recipe(
-    imported, tmp_path, pooling):
+    imported, tmp_path):
   family, _, paths = imported
-  if family != "t5_1_1":
-    pytest.skip("one family is enough for the encoder head")
+  pooling = {"t5_v1_0": "first", "t5_1_1": "mean"}[family]
   bindings = FLOAT32 + [f"t5rank.models.network.RankingEncoder.pooling = "
                         f"{pooling!r}"]
   model = convert.model_from_gin([paths["encoder_gin"]], bindings)
   batch = {k: v for k, v in _batch(seed=6).items()
            if k in ("encoder_input_tokens", "label", "mask")}
-  params = _restore(model, batch, paths["checkpoint"], encoder=True)
-  params = flax.core.unfreeze(jax.tree.map(np.asarray, params))
-  params["score_head"]["bias"] = np.float32(0.7)
+  imported_params = hf_checkpoints.load_t5x_params(paths["checkpoint"])
+  rng = np.random.default_rng(7)
+  params = {"token_embedder": imported_params["token_embedder"],
+            "encoder": imported_params["encoder"],
+            "score_head": {"kernel": rng.normal(size=32).astype(np.float32),
+                           "bias": np.float32(0.7)}}
   checkpoint = hf_checkpoints.save_t5x_checkpoint(model, params,
                                                   str(tmp_path / "t5x"))
   hf_dir = str(tmp_path / "hf")
