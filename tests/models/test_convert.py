@@ -387,3 +387,16 @@ def test_missing_tensor_is_an_error_naming_the_key(tmp_path):
   with pytest.raises(KeyError, match="decoder.block.1.layer.2.DenseReluDense"):
     hf_checkpoints.t5x_params_from_hf(hf_checkpoints.read_hf_config(directory),
                                       weights, source=directory)
+
+
+def test_command_without_a_direction_is_a_usage_error(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    convert.main([])
+  assert exit_info.value.code == 2
+  assert "--from_hf=DIR --to_t5x=DIR" in capsys.readouterr().err
+
+
+def test_convert_docstring_examples_run():
+  import doctest  # pylint: disable=g-import-not-at-top
+  result = doctest.testmod(convert, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted > 0 and result.failed == 0
