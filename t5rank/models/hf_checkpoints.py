@@ -214,10 +214,17 @@ def read_hf_config(directory: str) -> Dict[str, Any]:
 
 
 def _read_safetensors(paths: List[str]) -> Dict[str, np.ndarray]:
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  """float32 NumPy tensors of safetensors files (bfloat16 and float16 too).
+
+  NumPy has no bfloat16, so tensors are read through safetensors' JAX
+  ("flax") reader and cast.
+  """
+  from safetensors import safe_open  # pylint: disable=g-import-not-at-top
   weights = {}
   for path in paths:
-    weights.update(load_file(path))
+    with safe_open(path, framework="flax") as f:
+      for key in f.keys():
+        weights[key] = np.asarray(f.get_tensor(key), np.float32)
   return weights
 
 

@@ -337,6 +337,18 @@ def test_pytorch_bin_reads_like_safetensors(tmp_path):
     np.testing.assert_array_equal(weights[name], value.numpy())
 
 
+def test_sharded_bfloat16_safetensors_read_as_float32(tmp_path):
+  model = _hf_model("t5_1_1").to(torch.bfloat16)
+  model.save_pretrained(str(tmp_path), max_shard_size="20KB")
+  assert os.path.exists(tmp_path / "model.safetensors.index.json")
+  weights = hf_checkpoints.read_hf_weights(str(tmp_path))
+  for name, value in model.state_dict().items():
+    if name in weights:
+      assert weights[name].dtype == np.float32
+      np.testing.assert_array_equal(weights[name], value.float().numpy())
+  assert "encoder.block.1.layer.1.DenseReluDense.wo.weight" in weights
+
+
 def _write_config(directory, **overrides):
   model = _hf_model("t5_1_1")
   model.save_pretrained(str(directory))
