@@ -87,7 +87,8 @@ def model_gin_text(config, *, source: str, checkpoint: str,
   >>> "  emb_dim = 32" in text, "include 'models/encdec/_head.gin'" in text
   (True, True)
   """
-  from t5rank.models import hf_checkpoints  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from t5rank.models import hf_checkpoints
   fields = hf_checkpoints.t5config_fields(config)
   fields["dropout_rate"] = "%DROPOUT_RATE"
   lines = []
@@ -98,7 +99,8 @@ def model_gin_text(config, *, source: str, checkpoint: str,
       value = repr(tuple(value))
     lines.append(f"  {name} = {value}")
   if encoder:
-    head, title = "models/encoder/_head.gin", "RankT5-Enc (RankingEncoderModel)"
+    head = "models/encoder/_head.gin"
+    title = "RankT5-Enc (RankingEncoderModel)"
     model_bindings = ""
   else:
     head = "models/encdec/_head.gin"

@@ -8,28 +8,23 @@ tree and back. One table (`_name_table`) lists every parameter once; import
 and export both read it, so export followed by import is the identity.
 
 The mapping, for layer `i` (HF `Linear` weights are `[out, in]`, T5X kernels
-`[in, out]`, so every kernel is transposed):
+`[in, out]`, so kernels are transposed; so is the relative-position table,
+HF `[buckets, heads]`, T5X `[heads, buckets]`):
 
-=============================================  ==================================
-T5X                                            Hugging Face
-=============================================  ==================================
-token_embedder/embedding                       shared.weight
-encoder/relpos_bias/rel_embedding [H, B]       encoder.block.0.layer.0.SelfAttention
-                                               .relative_attention_bias.weight [B, H]
-encoder/layers_i/attention/{query,key,         encoder.block.i.layer.0.SelfAttention
-value,out}/kernel                              .{q,k,v,o}.weight
-encoder/layers_i/pre_attention_layer_norm      encoder.block.i.layer.0.layer_norm
-encoder/layers_i/pre_mlp_layer_norm            encoder.block.i.layer.1.layer_norm
-encoder/layers_i/mlp/{wi | wi_0, wi_1, wo}     encoder.block.i.layer.1.DenseReluDense.*
-encoder/encoder_norm/scale                     encoder.final_layer_norm.weight
-decoder/layers_i/self_attention,               decoder.block.i.layer.0.SelfAttention,
-pre_self_attention_layer_norm                  layer.0.layer_norm
-decoder/layers_i/encoder_decoder_attention,    decoder.block.i.layer.1.EncDecAttention,
-pre_cross_attention_layer_norm                 layer.1.layer_norm
-decoder/layers_i/mlp, pre_mlp_layer_norm       decoder.block.i.layer.2.*
-decoder/decoder_norm/scale                     decoder.final_layer_norm.weight
-decoder/logits_dense/kernel [d, V]             lm_head.weight [V, d]
-=============================================  ==================================
+* `token_embedder/embedding` = `shared.weight`;
+* `{encoder,decoder}/relpos_bias/rel_embedding` =
+  `{encoder,decoder}.block.0.layer.0.SelfAttention.relative_attention_bias`;
+* encoder `layers_i/attention/{query,key,value,out}/kernel` =
+  `encoder.block.i.layer.0.SelfAttention.{q,k,v,o}`, its
+  `pre_attention_layer_norm` = `layer.0.layer_norm`, `mlp/{wi | wi_0, wi_1,
+  wo}` = `layer.1.DenseReluDense.*`, `pre_mlp_layer_norm` =
+  `layer.1.layer_norm`; `encoder_norm` = `encoder.final_layer_norm`;
+* decoder `layers_i/self_attention` (+ `pre_self_attention_layer_norm`) =
+  `decoder.block.i.layer.0`, `encoder_decoder_attention` (+
+  `pre_cross_attention_layer_norm`) = `layer.1.EncDecAttention`, `mlp` (+
+  `pre_mlp_layer_norm`) = `layer.2`; `decoder_norm` =
+  `decoder.final_layer_norm`;
+* `decoder/logits_dense/kernel` [d, V] = `lm_head.weight` [V, d] (untied).
 
 Output layer. T5 v1.0 ties the output layer to the embedding and scales the
 last decoder state by `d_model**-0.5`; T5X's `logits_via_embedding=True` does
@@ -42,8 +37,9 @@ from `tie_word_embeddings` when absent), so a config is read as: scaled =
 matrix distinct from `shared.weight` means untied. A scaled untied head (no
 T5X equivalent) becomes `logits_dense` with the scale folded into the kernel.
 
-Reading needs only NumPy and safetensors (`model.safetensors`, or shards
-listed in `model.safetensors.index.json`); `pytorch_model.bin` needs torch.
+Reading needs NumPy, JAX and safetensors, not torch (`model.safetensors`, or
+shards listed in `model.safetensors.index.json`); only `pytorch_model.bin`
+needs torch.
 
 Example (a directory written by `T5ForConditionalGeneration.save_pretrained`)::
 
@@ -51,7 +47,7 @@ Example (a directory written by `T5ForConditionalGeneration.save_pretrained`)::
   config, params = t5x_params_from_hf(hf_config, read_hf_weights(directory),
                                       source=directory)
   # config: t5x.examples.t5.network.T5Config; params: {'token_embedder': ...}
-  hf_config, weights = hf_from_t5x_params(config, params)  # and back
+  hf_config, weights, _ = hf_from_t5x_params(config, params)  # and back
 """
 
 import dataclasses
@@ -85,7 +81,8 @@ T5RANK_CONFIG_KEY = "t5rank"
 class _Name(NamedTuple):
   t5x: Tuple[str, ...]  # path in the T5X parameter tree
   hf: str  # key of the Hugging Face state dict
-  transpose: bool  # HF [out, in] / [buckets, heads] <-> T5X [in, out] / [heads, buckets]
+  # HF [out, in] / [buckets, heads] <-> T5X [in, out] / [heads, buckets].
+  transpose: bool
 
 
 def _attention(t5x, hf) -> List[_Name]:
@@ -360,7 +357,8 @@ def _check_shapes(config, params, source: str) -> None:
   expected = {"embedding": (config.vocab_size, d), "rel_embedding": (h, 32),
               "scale": (d,)}
   kernels = {"query": (d, h * k), "key": (d, h * k), "value": (d, h * k),
-             "out": (h * k, d), "wo": (f, d), "logits_dense": (d, config.vocab_size)}
+             "out": (h * k, d), "wo": (f, d),
+             "logits_dense": (d, config.vocab_size)}
 
   def walk(tree, path):
     for key, value in tree.items():
@@ -497,7 +495,7 @@ def t5config_fields(config) -> Dict[str, Any]:
 
 
 def _model_input_shapes(model) -> Dict[str, Tuple[int, ...]]:
-  """One list of one item: enough for `get_initial_variables` to build a tree."""
+  """One list of one item: enough for `get_initial_variables`' tree."""
   shapes = {"encoder_input_tokens": (1, 1, 8)}
   if hasattr(model.module, "score_tokens"):  # enc-dec
     shapes.update(decoder_input_tokens=(1, 1, 1),

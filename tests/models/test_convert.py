@@ -281,7 +281,8 @@ def test_export_then_import_is_the_identity_on_parameters(tmp_path,
 def _score_with_transformers_encoder(hf_dir, tokens):
   """The README's recipe: T5EncoderModel + score_head.safetensors."""
   encoder = transformers.T5EncoderModel.from_pretrained(hf_dir).eval()
-  from safetensors.torch import load_file as load_torch  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from safetensors.torch import load_file as load_torch
   head = load_torch(os.path.join(hf_dir, "score_head.safetensors"))
   pooling = encoder.config.t5rank["pooling"]
   ids = torch.tensor(tokens, dtype=torch.long)
@@ -347,6 +348,16 @@ def test_sharded_bfloat16_safetensors_read_as_float32(tmp_path):
       assert weights[name].dtype == np.float32
       np.testing.assert_array_equal(weights[name], value.float().numpy())
   assert "encoder.block.1.layer.1.DenseReluDense.wo.weight" in weights
+
+
+def test_scaled_untied_output_folds_the_scale_into_logits_dense():
+  model = _hf_model("t5_1_1")
+  weights = {k: v.numpy() for k, v in model.state_dict().items()}
+  hf_config = dict(model.config.to_dict(), scale_decoder_outputs=True)
+  config, params = hf_checkpoints.t5x_params_from_hf(hf_config, weights)
+  assert not config.logits_via_embedding
+  np.testing.assert_allclose(params["decoder"]["logits_dense"]["kernel"],
+                             weights["lm_head.weight"].T * 32 ** -0.5)
 
 
 def _write_config(directory, **overrides):
