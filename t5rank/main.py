@@ -20,8 +20,9 @@ is the same run as::
 shipped with t5rank and prints its validation ranking metrics next to those of
 a random ranking.
 
-T5X is an optional dependency (`pip install "t5rank[t5x]"`); without it the
-commands stop with one sentence saying how to install it.
+T5X is an optional dependency (`pip install -e ".[t5x]" && pip install
+--no-deps -r requirements-t5x.txt`); without it the commands stop with one
+sentence saying how to install it.
 """
 
 import importlib.util
@@ -35,9 +36,10 @@ from typing import Mapping, Optional, Sequence
 from t5rank import gin as t5rank_gin
 
 INSTALL_HINT = (
-    "{command} needs T5X, which is not installed; install it with "
-    "`pip install \"t5rank[t5x]\"` (T5X, AirIO and jestimator come from their "
-    "GitHub repositories, see the README)."
+    "{command} needs T5X, which is not installed; install it from a t5rank "
+    "checkout with `pip install -e \".[t5x]\" && pip install --no-deps -r "
+    "requirements-t5x.txt` (T5X, AirIO and jestimator come from pinned commits "
+    "of their GitHub repositories, see the README)."
 )
 
 DEMO_GIN_FILE = "demo/train.gin"

@@ -50,7 +50,7 @@ def test_without_t5x_entry_point_prints_one_install_sentence(entry, command):
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert lines == [main.INSTALL_HINT.format(command=command)]
-  assert 'pip install "t5rank[t5x]"' in lines[0]
+  assert "pip install --no-deps -r requirements-t5x.txt" in lines[0]
 
 
 def test_console_script_runs_t5x_train_main_with_its_flags():
