@@ -15,7 +15,9 @@ examples of `t5rank.data.lists.build_lists`:
   the qrels; every query of the queries file with a candidate is kept.
 
 The collection is read into memory when it is small (< 64 MB, like the demo corpus)
-and through an on-disk `t5rank.data.collection.PassageIndex` otherwise.
+and through an on-disk `t5rank.data.collection.PassageIndex` otherwise. Every file
+may be gzip-compressed (``collection.tsv`` may hold gzip data; see
+`t5rank.data.formats`).
 
 >>> from t5rank.data import demo
 >>> lists = passage_ranking_lists(demo.demo_dir(), "dev", list_size=4,
@@ -89,7 +91,9 @@ def open_collection(path: str | os.PathLike[str], *, in_memory: bool | None = No
                     on_duplicate: formats.OnDuplicate = "error") -> Any:
   """A ``{pid: passage}`` dict (small files or ``in_memory=True``) or a `PassageIndex`."""
   if in_memory is None:
-    in_memory = os.path.getsize(path) < _IN_MEMORY_BYTES
+    # gzip shrinks MS-MARCO's text about 3x; judge by the uncompressed size.
+    size = os.path.getsize(path) * (4 if formats.is_gzip(path) else 1)
+    in_memory = size < _IN_MEMORY_BYTES
   if in_memory:
     return formats.read_collection(path, encoding_errors=encoding_errors,
                                    on_duplicate=on_duplicate)
