@@ -10,6 +10,7 @@ import os
 import re
 import runpy
 import sys
+import types
 from unittest import mock
 
 import pytest
@@ -47,7 +48,10 @@ def setup_kwargs() -> dict:
   cwd = os.getcwd()
   os.chdir(ROOT)
   try:
-    with mock.patch("setuptools.setup", lambda **kw: captured.update(kw)):
+    # A stand-in setuptools: the test needs only the arguments, not a build.
+    fake = types.SimpleNamespace(setup=lambda **kw: captured.update(kw),
+                                 find_packages=lambda **kw: [])
+    with mock.patch.dict(sys.modules, {"setuptools": fake}):
       runpy.run_path(os.path.join(ROOT, "setup.py"), run_name="__main__")
   finally:
     os.chdir(cwd)
