@@ -11,23 +11,31 @@ _DATA = [
     "sentencepiece>=0.1.99",
 ]
 
-# T5X, AirIO and jestimator are not published on PyPI; they install from their
-# public repositories. Their other needs come from PyPI in versions known to work.
+# The dependencies of T5X, AirIO and jestimator, from PyPI, at the versions this
+# release is tested with. T5X, AirIO and jestimator themselves are not on PyPI:
+# requirements-t5x.txt pins them to commits and installs them with --no-deps
+# (their own requirements pull flax, optax, seqio and clu from GitHub HEAD):
+#   pip install -e ".[t5x]" && pip install --no-deps -r requirements-t5x.txt
 _T5X = [
-    "t5x @ git+https://github.com/google-research/t5x",
-    "airio @ git+https://github.com/google/airio",
-    "jestimator @ git+https://github.com/google-research/jestimator",
-    "flax>=0.10,<0.13",
-    "optax>=0.2.4,<0.3",
-    "orbax-checkpoint>=0.11,<0.13",
-    "chex>=0.1.87",
-    "clu>=0.0.12",
-    "grain>=0.2.12",
-    "tensorstore>=0.1.70",
-    "fiddle>=0.3.1",
-    "jaxtyping",
-    "cached_property",
-    "tensorboard>=2.16,<2.22",
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "chex==0.1.92",
+    "seqio==0.0.20",
+    "clu==0.0.12",
+    "grain==0.2.12",
+    "tensorflow==2.21.0",
+    "tensorflow-text==2.21.1",
+    "tensorflow-datasets==4.9.10",
+    "tensorboard==2.21.0",
+    "tensorstore==0.1.86",
+    "fiddle==0.3.1",
+    "gin-config==0.5.0",
+    "absl-py>=1.4",
+    "cached_property>=1.5",
+    "jaxtyping>=0.2.25",
 ]
 
 _TEST = [
@@ -47,7 +55,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache 2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=setuptools.find_packages(include=["t5rank", "t5rank.*"])
     + ["t5rank.tasks", "t5rank.gin"],
     package_dir={"t5rank.tasks": "tasks", "t5rank.gin": "gin"},

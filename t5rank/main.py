@@ -20,13 +20,16 @@ is the same run as::
 shipped with t5rank and prints its validation ranking metrics next to those of
 a random ranking.
 
-T5X is an optional dependency (`pip install "t5rank[t5x]"`); without it the
-commands stop with one sentence saying how to install it.
+T5X is an optional dependency (`pip install -e ".[t5x]" && pip install
+--no-deps -r requirements-t5x.txt`); without it the commands stop with one
+sentence saying how to install it.
 """
 
+import ast
 import importlib.util
 import json
 import os
+import re
 import runpy
 import sys
 import tempfile
@@ -35,14 +38,33 @@ from typing import Mapping, Optional, Sequence
 from t5rank import gin as t5rank_gin
 
 INSTALL_HINT = (
-    "{command} needs T5X, which is not installed; install it with "
-    "`pip install \"t5rank[t5x]\"` (T5X, AirIO and jestimator come from their "
-    "GitHub repositories, see the README)."
+    "{command} needs T5X, which is not installed; install it from a t5rank "
+    "checkout with `pip install -e \".[t5x]\" && pip install --no-deps -r "
+    "requirements-t5x.txt` (T5X, AirIO and jestimator come from pinned commits "
+    "of their GitHub repositories, see the README)."
 )
 
 DEMO_GIN_FILE = "demo/train.gin"
 DEMO_TASK = "t5rank_demo"
 _SEARCH_FLAG = "--gin_search_paths"
+_HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+# gin's message when a macro is used but never set (e.g. MODEL without a model
+# file); it is followed by the whole configuration.
+_UNSET_MACRO = re.compile(r"No bindings specified for '([\w.]+)/gin\.macro'")
+
+DEMO_USAGE = f"""\
+usage: t5rank-demo [T5X train flags...]
+
+Trains the tiny demo ranker of t5rank's gin file {DEMO_GIN_FILE} (a 2+2-layer
+T5 on bytes) on the corpus shipped with t5rank through T5X's train, then prints
+its validation ranking metrics next to those of a random ranking.
+
+Every flag is passed to T5X's train after --gin_file={DEMO_GIN_FILE}, so later
+gin files and bindings override the demo's, e.g.
+  t5rank-demo --gin.TRAIN_STEPS=100 --gin.MODEL_DIR="'/tmp/t5rank_demo'"
+Without --gin.MODEL_DIR the run goes to a new folder under the temporary
+folder. `t5rank-train --help` lists T5X's own flags.
+"""
 
 
 def with_t5rank_gin_dir(argv: Sequence[str]) -> list[str]:
@@ -95,7 +117,29 @@ def _run_t5x_main(module: str, command: str,
   sys.argv = [command] + with_t5rank_gin_dir(args)
   # run_name="__main__" runs T5X's script block, exactly as `python -m` does;
   # T5X's run gin files bind `__main__.train` / `__main__.evaluate`.
-  runpy.run_module(module, run_name="__main__", alter_sys=True)
+  try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+  except ValueError as e:
+    unset = _UNSET_MACRO.search(str(e))
+    if unset is None:
+      raise
+    raise SystemExit(unset_macro_message(command, unset.group(1))) from None
+
+
+def unset_macro_message(command: str, macro: str) -> str:
+  """One sentence for a gin macro that a gin file uses but nothing sets.
+
+  >>> print(unset_macro_message("t5rank-train", "MODEL_DIR"))
+  t5rank-train: the gin macro MODEL_DIR has no value; set it with --gin.MODEL_DIR=... or a gin file that does.
+  """
+  if macro == "MODEL":
+    return (f"{command}: no model: the gin macro MODEL has no value. Give a "
+            "model file first, e.g. --gin_file=models/encdec/base.gin "
+            "(RankT5-EncDec; sizes small, base, large, xl, xxl) or "
+            "--gin_file=models/encoder/base.gin (RankT5-Enc), then the run and "
+            "loss files.")
+  return (f"{command}: the gin macro {macro} has no value; set it with "
+          f"--gin.{macro}=... or a gin file that does.")
 
 
 def train(argv: Optional[Sequence[str]] = None) -> None:
@@ -104,8 +148,71 @@ def train(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def evaluate(argv: Optional[Sequence[str]] = None) -> None:
-  """`t5rank-eval`: T5X's `t5x.eval` main with t5rank's gin folder."""
-  _run_t5x_main("t5x.eval", "t5rank-eval", argv)
+  """`t5rank-eval`: T5X's `t5x.eval` main with t5rank's gin folder.
+
+  A `CHECKPOINT_PATH` given as a flag is checked before T5X starts; one set in
+  a gin file that holds no T5X checkpoint is named when T5X fails to restore.
+  """
+  _require_t5x("t5rank-eval")
+  args = sys.argv[1:] if argv is None else list(argv)
+  path = gin_flag_value(args, "CHECKPOINT_PATH")
+  if path and not _exists(os.path.join(path, "state")):
+    raise SystemExit(_no_checkpoint_message(path))
+  try:
+    _run_t5x_main("t5x.eval", "t5rank-eval", args)
+  except AssertionError as e:
+    # T5X asserts that <checkpoint>/state is a folder, naming only that.
+    lines = str(e).splitlines()
+    if not lines or not lines[0].rstrip("/").endswith("/state"):
+      raise
+    raise SystemExit(_no_checkpoint_message(
+        os.path.dirname(lines[0].rstrip("/")))) from None
+
+
+def _exists(path: str) -> bool:
+  if "://" in path:  # gs://... : T5X's file system layer is TensorFlow's.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.io.gfile.exists(path)
+  return os.path.exists(path)
+
+
+def _no_checkpoint_message(path: str) -> str:
+  found = ("it does not exist" if not _exists(path) else
+           "it has no 'state' folder")
+  return (f"t5rank-eval: CHECKPOINT_PATH={path!r} is not a T5X checkpoint: "
+          f"{found}. Give a checkpoint folder of a training run, such as "
+          "MODEL_DIR/checkpoint_<step>.")
+
+
+def gin_flag_value(argv: Sequence[str], macro: str) -> Optional[str]:
+  """The string a gin macro is set to on the command line, or None.
+
+  Reads ``--gin.MACRO=value`` and ``--gin_bindings=MACRO=value`` (the last one
+  wins); quoted values are unquoted.
+
+  >>> gin_flag_value(["--gin.CHECKPOINT_PATH='/ckpt/checkpoint_5'"],
+  ...                "CHECKPOINT_PATH")
+  '/ckpt/checkpoint_5'
+  """
+  value = None
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--gin.{macro}="):
+      value = arg.split("=", 1)[1]
+    elif arg.startswith("--gin_bindings") or (
+        i > 0 and argv[i - 1] == "--gin_bindings"):
+      binding = arg.split("=", 1)[1] if arg.startswith("--gin_bindings=") else arg
+      name, equals, rest = binding.partition("=")
+      if equals and name.strip() == macro:
+        value = rest
+  if value is None:
+    return None
+  value = value.strip()
+  try:
+    value = ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    pass
+  return value if isinstance(value, str) else None
 
 
 def read_inference_metrics(model_dir: str,
@@ -135,6 +242,7 @@ def random_ranking_metrics(task: str = DEMO_TASK, split: str = "validation",
   task's own seqio metric fns.
   """
   # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging
   import numpy as np
   import seqio
   import t5rank.tasks  # pylint: disable=unused-import  # registers the tasks
@@ -148,14 +256,26 @@ def random_ranking_metrics(task: str = DEMO_TASK, split: str = "validation",
   ]
   rng = np.random.default_rng(seed)
   sums = {}
-  for _ in range(num_draws):
-    scores = [rng.uniform(size=len(ex["label"])).astype(np.float32)
-              for ex in examples]
-    for metric_fn in seqio_task.score_metric_fns:
-      for name, value in metric_fn(targets, scores).items():
-        value = getattr(value, "value", value)
-        sums[name] = sums.get(name, 0.0) + float(value)
+  verbosity = absl_logging.get_verbosity()
+  try:
+    for draw in range(num_draws):
+      if draw == 1:  # The draws log (e.g. skipped cutoffs) as one evaluation.
+        absl_logging.set_verbosity(absl_logging.WARNING)
+      _add_random_draw(seqio_task, examples, targets, rng, sums)
+  finally:
+    absl_logging.set_verbosity(verbosity)
   return {name: total / num_draws for name, total in sums.items()}
+
+
+def _add_random_draw(seqio_task, examples, targets, rng, sums) -> None:
+  """Adds one uniformly random ranking's metrics to ``sums``."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  scores = [rng.uniform(size=len(ex["label"])).astype(np.float32)
+            for ex in examples]
+  for metric_fn in seqio_task.score_metric_fns:
+    for name, value in metric_fn(targets, scores).items():
+      value = getattr(value, "value", value)
+      sums[name] = sums.get(name, 0.0) + float(value)
 
 
 def demo(argv: Optional[Sequence[str]] = None) -> None:
@@ -165,19 +285,33 @@ def demo(argv: Optional[Sequence[str]] = None) -> None:
   files and `--gin.X=...` override it) and a fresh `MODEL_DIR` under the
   temporary folder unless `--gin.MODEL_DIR=...` is given.
   """
-  _require_t5x("t5rank-demo")
   args = sys.argv[1:] if argv is None else list(argv)
+  if any(a.split("=", 1)[0] in _HELP_FLAGS for a in args):
+    print(DEMO_USAGE, end="")
+    return
+  _require_t5x("t5rank-demo")
+  created = None
   if not any(a.startswith("--gin.MODEL_DIR=") for a in args):
-    model_dir = tempfile.mkdtemp(prefix="t5rank_demo_")
-    args.append(f"--gin.MODEL_DIR='{model_dir}'")
+    created = tempfile.mkdtemp(prefix="t5rank_demo_")
+    args.append(f"--gin.MODEL_DIR='{created}'")
   model_dir = [a for a in args if a.startswith("--gin.MODEL_DIR=")][-1]
   model_dir = model_dir.split("=", 1)[1].strip().strip("'\"")
   try:
     train([f"--gin_file={DEMO_GIN_FILE}"] + args)
   except SystemExit as e:  # absl's app.run exits after the main returns.
     if e.code not in (None, 0):
+      _remove_if_empty(created)
       raise
+  except BaseException:
+    _remove_if_empty(created)
+    raise
   print(demo_report(model_dir))
+
+
+def _remove_if_empty(folder: Optional[str]) -> None:
+  """Removes a model folder the demo made when a failed run left it empty."""
+  if folder and os.path.isdir(folder) and not os.listdir(folder):
+    os.rmdir(folder)
 
 
 def demo_report(model_dir: str, task: str = DEMO_TASK) -> str:

@@ -11,7 +11,9 @@ and keeps ``query_id`` (scalar string) and ``passage_ids`` ([L] strings) for
 evaluation and run writing. ``L`` and the token budget come from T5X's
 ``TASK_FEATURE_LENGTHS = {"inputs": (L, T), "targets": (L, 1), "label": (L,),
 "mask": (L,)}``; the list builders produce lists of ``list_size`` items, so set
-``list_size`` to the same ``L`` (see `register_list_task`).
+``list_size`` to the same ``L`` (see `register_list_task`). A list longer than ``L``
+is an error (`check_lists_fit`), never cut: cutting a shuffled training list can
+drop its positive, and cutting a validation list drops candidates from the metrics.
 """
 
 import functools
@@ -92,6 +94,42 @@ def list_preprocessors(
                         score_token=score_token),
       preprocessors.add_item_mask,
   ]
+
+
+def check_lists_fit(
+    dataset: tf.data.Dataset,
+    sequence_length: Optional[Mapping[str, preprocessors.LengthType]] = None,
+) -> tf.data.Dataset:
+  """Fails on a list with more items than the ``L`` of the task feature lengths.
+
+  seqio hands the preprocessors T5X's ``TASK_FEATURE_LENGTHS`` (training) or
+  ``EVAL_TASK_FEATURE_LENGTHS`` (inference evaluation) as ``sequence_length``;
+  the lists come from the task's ``list_size`` / ``eval_list_size``. When the
+  two disagree the later truncation would cut items silently, so iterating the
+  dataset raises `tf.errors.InvalidArgumentError` naming both numbers, the
+  query and the gin macros to change.
+  """
+  # pylint: disable-next=protected-access
+  list_size, _ = preprocessors._list_and_token_lengths(sequence_length)
+  if list_size is None:
+    return dataset
+  message = (
+      f"a list has more items than L={list_size}, the list size of the task "
+      "feature lengths; cutting it would drop items (a training list may lose "
+      "its positive). Make them agree: LIST_SIZE (the task's list_size) and the "
+      "L of TASK_FEATURE_LENGTHS for training, EVAL_LIST_SIZE (eval_list_size, "
+      "or eval_chunk_size=L) and the L of EVAL_TASK_FEATURE_LENGTHS for "
+      "evaluation. The list's query_id and number of items:")
+
+  @seqio.map_over_dataset
+  def check(features):
+    items = tf.size(features["label"])
+    fits = tf.debugging.Assert(
+        items <= list_size, [message, features["query_id"], items])
+    with tf.control_dependencies([fits]):
+      return {k: tf.identity(v) for k, v in features.items()}
+
+  return check(dataset)
 
 
 def _check_list(example: Mapping, where: str) -> dict:
@@ -188,9 +226,13 @@ class ListExamplesSource(seqio.FunctionDataSource):
   def _make_dataset(self, split: str,
                     shard_info: Optional[seqio.ShardInfo]) -> tf.data.Dataset:
     lists_fn = self._lists_fn
+    # The files are read and the first list built now, in Python, so that a
+    # split with no list stops here with its files and counts, not later as an
+    # end of input deep inside the trainer. The first pass continues from it.
+    pending = [_started(lists_fn(split), split)]
 
     def generate() -> Iterator[dict]:
-      lists: Iterable[dict] = lists_fn(split)
+      lists: Iterable[dict] = pending.pop() if pending else lists_fn(split)
       if shard_info is not None and shard_info.num_shards > 1:
         lists = itertools.islice(lists, shard_info.index, None,
                                  shard_info.num_shards)
@@ -210,6 +252,26 @@ class ListExamplesSource(seqio.FunctionDataSource):
     ds = ds.map(_unstack, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     # unbatch() leaves ragged specs of ragged_rank 0; make them plain tensors.
     return ds.map(dict, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _started(lists: Iterable[dict], split: str) -> Iterator[dict]:
+  """``lists`` with its first list already built; a clear error when it has none.
+
+  A `t5rank.data.lists.ListIterator` of training lists raises its own
+  `NoTrainingListsError` (files and counts); any other empty split raises
+  `ValueError` with the counts the iterator kept.
+  """
+  iterator = iter(lists)
+  try:
+    first = next(iterator)
+  except StopIteration:
+    report = getattr(lists, "report", None)
+    files = "; ".join(r.summary() for r in getattr(lists, "read_reports", ()))
+    raise ValueError(
+        f"split={split!r} has no list examples"
+        + (f" ({report.summary()})" if report is not None else "")
+        + (f"; files: {files}" if files else "")) from None
+  return itertools.chain([first], iterator)
 
 
 def register_task(name: str, **kwargs) -> seqio.Task:
@@ -250,7 +312,8 @@ def register_list_task(
       name,
       source=ListExamplesSource(lists_fn, splits,
                                 num_input_examples=num_input_examples),
-      preprocessors=list_preprocessors(template, score_token),
+      preprocessors=[check_lists_fit,
+                     *list_preprocessors(template, score_token)],
       output_features=output_features(vocabulary),
       postprocess_fn=metric_fns.postprocess_targets,
       metric_fns=[metric_fn],

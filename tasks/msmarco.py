@@ -23,8 +23,9 @@ of the ``register_*`` functions; the tasks registered on import read
 ``$T5RANK_LIST_SIZE`` (default 10; 8 for the demo, as ``gin/demo``),
 ``$T5RANK_EVAL_LIST_SIZE`` (default: the list size) and ``$T5RANK_LIST_SEED``
 (default 0) when their data is read. Keep ``list_size`` equal to the ``L`` of
-``TASK_FEATURE_LENGTHS``: longer lists are cut to ``L`` after they are built,
-which may cut a training list's positive. To rerank a deep candidate list (e.g. BM25's top 1000) with lists of
+``TASK_FEATURE_LENGTHS`` (and ``eval_list_size`` to that of
+``EVAL_TASK_FEATURE_LENGTHS``): a longer list is an error naming both numbers
+(`common.check_lists_fit`), never cut. To rerank a deep candidate list (e.g. BM25's top 1000) with lists of
 ``L``, register with ``eval_list_size=1000, eval_chunk_size=L``: each query
 then spans several validation examples, which the metric fns join again by
 query id. From gin, register with the run's ``LIST_SIZE`` and use the
@@ -141,7 +142,9 @@ def register_msmarco_passage_ranking(
       `t5rank.data.metric_fns.ranking_metrics`); e.g.
       ``make_ranking_metric_fn(run_path=...)`` also writes a TREC run.
     **lists_kwargs: more options of `t5rank.data.msmarco.passage_ranking_lists`
-      (``negatives``, ``depth``, ``on_unknown``, ``cache_dir``...).
+      (``negatives``, ``depth``, ``on_unknown``, ``cache_dir``,
+      ``on_duplicate='keep_first'``...; in gin
+      ``t5rank.tasks.register_msmarco_passage_ranking.on_duplicate``).
 
   Returns:
     ``name``, so gin can use the call as ``MIXTURE_OR_TASK_NAME``.

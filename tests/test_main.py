@@ -1,9 +1,11 @@
 """Tests of the console entry points in t5rank/main.py."""
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -50,7 +52,7 @@ def test_without_t5x_entry_point_prints_one_install_sentence(entry, command):
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert lines == [main.INSTALL_HINT.format(command=command)]
-  assert 'pip install "t5rank[t5x]"' in lines[0]
+  assert "pip install --no-deps -r requirements-t5x.txt" in lines[0]
 
 
 def test_console_script_runs_t5x_train_main_with_its_flags():
@@ -64,3 +66,90 @@ def test_console_script_runs_t5x_train_main_with_its_flags():
   assert "--gin_search_paths" in result.stdout
   assert "--seqio_additional_cache_dirs" in result.stdout
 
+
+
+def test_random_ranking_draws_log_skipped_recall_once(caplog):
+  pytest.importorskip("seqio")
+  caplog.set_level(logging.INFO)
+  main.random_ranking_metrics(num_draws=3)
+  skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
+  assert len(skipped) == 1
+  assert "recall@100, recall@1000 skipped" in skipped[0].getMessage()
+
+
+def test_demo_help_prints_its_own_usage_exits_0_and_leaves_nothing(tmp_path):
+  env = {**os.environ, "TMPDIR": str(tmp_path)}
+  result = subprocess.run(
+      [sys.executable, "-c", "import sys; from t5rank import main; "
+       "sys.exit(main.demo(['--help']))"],
+      capture_output=True, text=True, timeout=300, check=False, env=env)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith("usage: t5rank-demo")
+  assert "demo/train.gin" in result.stdout
+  assert not list(tmp_path.iterdir())
+
+
+def test_failed_demo_run_removes_the_model_folder_it_made(tmp_path,
+                                                          monkeypatch):
+  monkeypatch.setattr(main, "_require_t5x", lambda command: None)
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+  def fail(argv):
+    raise SystemExit("t5rank-train: the gin macro MODEL has no value")
+
+  monkeypatch.setattr(main, "train", fail)
+  with pytest.raises(SystemExit, match="MODEL has no value"):
+    main.demo([])
+  assert not list(tmp_path.iterdir())
+
+
+def test_run_without_a_model_file_says_so_in_one_message():
+  pytest.importorskip("t5x", reason="T5X is not installed; see README")
+  result = _run_python(
+      "from t5rank import main; main.train(['--gin_file=runs/finetune_msmarco.gin',"
+      " '--gin_file=losses/softmax.gin', \"--gin.MODEL_DIR='/nonexistent/m'\"])")
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("t5rank-train: no model: the gin macro MODEL has no")
+  assert "--gin_file=models/encdec/base.gin" in last
+  assert "Traceback" not in result.stderr and "# Macros" not in result.stderr
+
+
+def test_unset_gin_macro_message_names_the_macro_and_the_flag():
+  message = main.unset_macro_message("t5rank-eval", "EVAL_OUTPUT_DIR")
+  assert message == ("t5rank-eval: the gin macro EVAL_OUTPUT_DIR has no value; "
+                     "set it with --gin.EVAL_OUTPUT_DIR=... or a gin file that "
+                     "does.")
+
+
+def test_eval_with_a_missing_checkpoint_flag_names_the_path(tmp_path):
+  pytest.importorskip("t5x", reason="T5X is not installed; see README")
+  missing = str(tmp_path / "model" / "checkpoint_5")
+  result = _run_python(
+      "from t5rank import main; main.evaluate(['--gin_file=demo/eval.gin', "
+      f"\"--gin.CHECKPOINT_PATH='{missing}'\", "
+      f"\"--gin.EVAL_OUTPUT_DIR='{tmp_path}/eval'\"])")
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"t5rank-eval: CHECKPOINT_PATH='{missing}' is not a T5X checkpoint: it "
+      "does not exist. Give a checkpoint folder of a training run, such as "
+      "MODEL_DIR/checkpoint_<step>."]
+
+
+def test_eval_names_a_gin_file_checkpoint_t5x_cannot_restore(tmp_path,
+                                                             monkeypatch):
+  # T5X's own failure for a checkpoint set in a gin file: an assertion that
+  # names only the checkpoint's `state` folder.
+  empty = tmp_path / "checkpoint_5"
+  empty.mkdir()
+
+  def t5x_eval(module, command, argv):
+    raise AssertionError(f"{empty}/state\n  In call to configurable 'evaluate'")
+
+  monkeypatch.setattr(main, "_require_t5x", lambda command: None)
+  monkeypatch.setattr(main, "_run_t5x_main", t5x_eval)
+  with pytest.raises(SystemExit) as excinfo:
+    main.evaluate(["--gin_file=my_eval.gin"])
+  assert str(excinfo.value).startswith(
+      f"t5rank-eval: CHECKPOINT_PATH='{empty}' is not a T5X checkpoint: it has "
+      "no 'state' folder.")

@@ -26,8 +26,16 @@ directly, when pid == row); otherwise a dict of pid strings is kept in memory.
 
 The index is rebuilt when the collection's size or modification time changes.
 Validation is that of `t5rank.data.formats.read_collection` (file:line errors, blank
-lines and CRLF accepted, duplicate pids an error or kept-first); invalid UTF-8 inside a
-passage is reported (file:line) when that passage is read.
+lines and CRLF accepted, duplicate pids an error or kept-first), all of it while the
+index is built: invalid UTF-8 anywhere in the file stops the build with ``file:line``
+(``encoding_errors="replace"`` accepts it and substitutes U+FFFD when read), so a bad
+passage is never first met in the middle of training.
+
+A gzip-compressed collection (``collection.tsv.gz``, recognised by its magic bytes) is
+decompressed once, into the index folder (``passages.tsv`` next to the arrays), since
+reading a passage by byte offset needs the uncompressed text; errors still name the
+``.gz`` file and its line. That copy costs the collection's uncompressed size on disk
+(2.9 GB for MS-MARCO).
 """
 
 from __future__ import annotations
@@ -47,8 +55,9 @@ from t5rank.data import formats
 
 logger = logging.getLogger(__name__)
 
-_VERSION = 1
+_VERSION = 2  # 2: UTF-8 checked at build time, gzip collections.
 _SUFFIX = ".t5rank-index"
+_TEXT = "passages.tsv"  # The decompressed copy of a gzip collection.
 
 
 def default_cache_dir() -> str:
@@ -74,12 +83,19 @@ def _source_stamp(path: str) -> dict[str, int]:
   return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "version": _VERSION}
 
 
-def _scan(path: str, on_duplicate: formats.OnDuplicate) -> dict[str, np.ndarray]:
-  """One pass over the file: text start/length, line number and pid of each passage."""
+def _scan(path: str, on_duplicate: formats.OnDuplicate,
+          encoding_errors: formats.EncodingErrors = "strict",
+          name: str | None = None) -> dict[str, np.ndarray]:
+  """One pass over the file: text start/length, line number and pid of each passage.
+
+  ``path`` is the uncompressed text; errors name ``name`` (the file the user gave).
+  """
   starts, lengths, lines = array.array("q"), array.array("q"), array.array("q")
   pids = formats._IdColumn()  # pylint: disable=protected-access
   offset = 0
-  with open(path, "rb") as f:
+  strict = encoding_errors == "strict"
+  path_given, path = path, name or path
+  with open(path_given, "rb") as f:
     for number, raw in enumerate(f, 1):
       line_start, offset = offset, offset + len(raw)
       end = len(raw)
@@ -102,6 +118,15 @@ def _scan(path: str, on_duplicate: formats.OnDuplicate) -> dict[str, np.ndarray]
         raise formats.FormatError(path, number, f"pid {pid!r} is empty or contains whitespace")
       if not raw[tab + 1:end].strip():
         raise formats.FormatError(path, number, f"empty passage for pid {pid!r}")
+      if strict:
+        try:
+          raw[tab + 1:end].decode("utf-8")
+        except UnicodeDecodeError as e:
+          bad = raw[tab + 1 + e.start:tab + 5 + e.start]
+          raise formats.FormatError(
+              path, number, f"invalid UTF-8 in the passage of pid {pid!r} at byte "
+              f"{e.start} ({bad!r}); pass encoding_errors='replace' to replace bad "
+              "bytes") from None
       starts.append(line_start + tab + 1)
       lengths.append(end - tab - 1)
       lines.append(number)
@@ -149,10 +174,35 @@ def _drop_duplicates(path: str, arrays: dict[str, np.ndarray],
   return {name: values[keep] for name, values in arrays.items()}
 
 
-def _save(folder: str, arrays: dict[str, np.ndarray], stamp: dict[str, int]) -> None:
+def _decompress(path: str, folder: str) -> str:
+  """Decompresses gzip ``path`` into a temporary file beside ``folder``; returns it."""
+  parent = os.path.dirname(folder) or "."
+  os.makedirs(parent, exist_ok=True)
+  fd, text_path = tempfile.mkstemp(prefix=os.path.basename(folder) + ".tmp", dir=parent)
+  try:
+    with os.fdopen(fd, "wb") as out, formats.open_binary(path) as f:
+      while True:
+        try:
+          block = f.read(1 << 24)
+        except (EOFError, OSError) as e:
+          raise formats.FormatError(path, None,
+                                    f"cannot decompress this gzip file ({e})") from None
+        if not block:
+          break
+        out.write(block)
+  except BaseException:
+    os.remove(text_path)
+    raise
+  return text_path
+
+
+def _save(folder: str, arrays: dict[str, np.ndarray], stamp: dict[str, int],
+          text_path: str | None = None) -> None:
   parent = os.path.dirname(folder) or "."
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp", dir=parent)
+  if text_path is not None:
+    os.replace(text_path, os.path.join(tmp, _TEXT))
   for name, values in arrays.items():
     if name == "pids" and values.dtype == object:
       with open(os.path.join(tmp, "pids.json"), "w", encoding="utf-8") as f:
@@ -185,6 +235,8 @@ def _load(folder: str, stamp: dict[str, int]) -> dict[str, np.ndarray] | None:
     return None
   if any(meta.get(k) != v for k, v in stamp.items()):
     return None
+  if meta.get("gzip") and not os.path.exists(os.path.join(folder, _TEXT)):
+    return None
   arrays = {name: np.load(os.path.join(folder, f"{name}.npy"), mmap_mode="r")
             for name in ("starts", "lengths", "lines")}
   if os.path.exists(os.path.join(folder, "pids.npy")):
@@ -210,8 +262,9 @@ class PassageIndex:
       `default_cache_dir`.
     on_duplicate: "error" (default) raises `formats.DuplicateIdError` on a repeated pid;
       "keep_first" keeps the first occurrence.
-    encoding_errors: "strict" raises `formats.FormatError` (file:line) when a passage
-      with invalid UTF-8 is read; "replace" substitutes U+FFFD.
+    encoding_errors: "strict" checks every passage while the index is built and
+      raises `formats.FormatError` (file:line) on invalid UTF-8; "replace" accepts
+      it and substitutes U+FFFD when the passage is read.
     rebuild: build the index even when a valid one exists.
   """
 
@@ -222,15 +275,27 @@ class PassageIndex:
     formats._check_choice("encoding_errors", encoding_errors, ("strict", "replace"))  # pylint: disable=protected-access
     self.path = os.path.abspath(os.fspath(path))
     self.encoding_errors = encoding_errors
-    stamp = {**_source_stamp(self.path), "keep_first": on_duplicate == "keep_first"}
+    compressed = formats.is_gzip(self.path)
+    stamp = {**_source_stamp(self.path), "keep_first": on_duplicate == "keep_first",
+             "utf8_checked": encoding_errors == "strict", "gzip": compressed}
     self.index_dir = _index_dir(self.path, cache_dir)
     arrays = None if rebuild else _load(self.index_dir, stamp)
     if arrays is None:
       logger.info("Indexing %s into %s", self.path, self.index_dir)
-      arrays = _scan(self.path, on_duplicate)
-      _save(self.index_dir, arrays, stamp)
+      text_path = _decompress(self.path, self.index_dir) if compressed else None
+      try:
+        arrays = _scan(text_path or self.path, on_duplicate, encoding_errors,
+                       name=self.path)
+      except BaseException:
+        if text_path is not None:
+          os.remove(text_path)
+        raise
+      _save(self.index_dir, arrays, stamp, text_path)
       loaded = _load(self.index_dir, stamp)
       arrays = loaded if loaded is not None else arrays
+    # Passages are read from the file itself, or from the decompressed copy.
+    self._text_path = (os.path.join(self.index_dir, _TEXT) if compressed
+                       else self.path)
     # Plain ndarray views of the memory maps: indexing a np.memmap is ~10x slower.
     self._starts = np.asarray(arrays["starts"])
     self._lengths = np.asarray(arrays["lengths"])
@@ -337,7 +402,7 @@ class PassageIndex:
 
   def _read(self, row: int) -> str:
     if self._fd is None:
-      self._fd = os.open(self.path, os.O_RDONLY)
+      self._fd = os.open(self._text_path, os.O_RDONLY)
     data = os.pread(self._fd, int(self._lengths[row]), int(self._starts[row]))
     try:
       return data.decode("utf-8")

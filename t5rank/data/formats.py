@@ -24,6 +24,10 @@ of real files, on purpose:
 * Invalid UTF-8 raises `FormatError` at its line; ``encoding_errors="replace"``
   replaces the bad bytes with U+FFFD instead and counts the lines.
 * An empty file (or one with only blank lines) reads as zero records with a warning.
+* A gzip-compressed file (MS-MARCO ships ``collection.tar.gz``'s members and its
+  qrels/runs as ``.gz``) is read through `gzip`, whatever its name: it is recognised
+  by its first two bytes (``1f 8b``), so it is never mistaken for invalid UTF-8. A
+  tar archive is not unpacked: extract it first.
 * Duplicate ids (a pid twice in the collection, a qid twice in queries, a (qid, pid)
   pair twice in qrels or a run) raise `DuplicateIdError` by default;
   ``on_duplicate="keep_first"`` keeps the first occurrence and counts the others.
@@ -50,6 +54,7 @@ from __future__ import annotations
 import array
 import collections
 import dataclasses
+import gzip
 import logging
 import os
 from typing import Any, Collection, Iterable, Iterator, Literal, Mapping, Sequence
@@ -148,6 +153,31 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     raise ValueError(f"{name}={value!r}; expected one of {', '.join(map(repr, choices))}")
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str | os.PathLike[str]) -> bool:
+  """Whether the file starts with gzip's magic bytes (``1f 8b``)."""
+  with open(path, "rb") as f:
+    return f.read(2) == _GZIP_MAGIC
+
+
+def open_binary(path: str | os.PathLike[str]):
+  """Opens a file for reading bytes, decompressing it when it is gzip.
+
+  >>> import os, tempfile
+  >>> path = os.path.join(tempfile.mkdtemp(), "queries.tsv.gz")
+  >>> with gzip.open(path, "wt") as f:
+  ...   _ = f.write("1\\tcapital of avel\\n")
+  >>> with open_binary(path) as f:
+  ...   f.read()
+  b'1\\tcapital of avel\\n'
+  """
+  if is_gzip(path):
+    return gzip.open(path, "rb")
+  return open(path, "rb")
+
+
 def iter_lines(path: str | os.PathLike[str], *,
                encoding_errors: EncodingErrors = "strict",
                report: ReadReport | None = None) -> Iterator[tuple[int, str]]:
@@ -166,8 +196,8 @@ def iter_lines(path: str | os.PathLike[str], *,
     (line number, line without its line ending).
   """
   _check_choice("encoding_errors", encoding_errors, ("strict", "replace"))
-  with open(path, "rb") as f:
-    for number, raw in enumerate(f, 1):
+  with open_binary(path) as f:
+    for number, raw in enumerate(_gzip_checked(path, f), 1):
       if raw.endswith(b"\n"):
         raw = raw[:-1]
         if raw.endswith(b"\r"):
@@ -190,6 +220,14 @@ def iter_lines(path: str | os.PathLike[str], *,
           report.blank_lines += 1
         continue
       yield number, line
+
+
+def _gzip_checked(path, lines: Iterable[bytes]) -> Iterator[bytes]:
+  """``lines``, with a truncated or corrupt gzip stream reported as `FormatError`."""
+  try:
+    yield from lines
+  except (EOFError, gzip.BadGzipFile, OSError) as e:
+    raise FormatError(path, None, f"cannot decompress this gzip file ({e})") from None
 
 
 def _split_id_text(path, number: int, line: str, id_name: str, text_name: str
@@ -429,10 +467,13 @@ _POWERS_OF_TEN = 10 ** np.arange(_MAX_DIGITS, dtype=np.int64)
 
 def _byte_chunks(path) -> Iterator[np.ndarray]:
   """The file as uint8 arrays of whole lines, ~1 MB each (no byte-order mark)."""
-  with open(path, "rb") as f:
+  with open_binary(path) as f:
     rest, first = b"", True
     while True:
-      block = f.read(_CHUNK_BYTES)
+      try:
+        block = f.read(_CHUNK_BYTES)
+      except (EOFError, gzip.BadGzipFile) as e:
+        raise FormatError(path, None, f"cannot decompress this gzip file ({e})") from None
       data = rest + block
       if not data:
         return

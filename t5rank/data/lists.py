@@ -17,7 +17,12 @@ candidate run, in one of two ways:
   the run) or uniformly from the whole collection (``negatives="random"``). Positives
   come before negatives when truncating, so a list never loses all its positives.
   Queries without a positive are dropped and counted unless
-  ``keep_queries_without_positive=True``.
+  ``keep_queries_without_positive=True``. Training that cannot teach stops with
+  `NoTrainingListsError` when the iteration ends: no list at all (an empty collection,
+  no qrel naming a known passage...), or no list with a negative (a run whose qids are
+  not the training qids, an empty run): lists of positives only give every ranking
+  loss nothing to compare. The error gives the counts of `ListReport` and names the
+  files read (``ListIterator.read_reports``).
 * Reranking/eval (``include_positives=False``): the run's top ``list_size`` candidates
   in run order, labelled from the qrels (unjudged = 0); relevant passages the run
   missed are not added. Queries without a positive are usually kept (MS-MARCO MRR@10
@@ -76,6 +81,7 @@ class ListReport:
       (counted when met: a run's candidates are checked as they are picked).
     truncated_positives: positives left out because a list was full.
     short_lists: lists with fewer than ``list_size`` items (padding downstream).
+    without_negative: lists in which every item is relevant (label > 0).
   """
 
   queries: int = 0
@@ -87,6 +93,7 @@ class ListReport:
   missing_passages: int = 0
   truncated_positives: int = 0
   short_lists: int = 0
+  without_negative: int = 0
 
   def summary(self) -> str:
     parts = [f"{self.lists} lists from {self.queries} queries"]
@@ -97,18 +104,51 @@ class ListReport:
     return ", ".join(parts)
 
 
-class ListIterator(Iterator[ListExample]):
-  """An iterator of list examples with its `ListReport` as ``.report``."""
+class NoTrainingListsError(ValueError):
+  """Training lists ran out with nothing to learn from (none, or none with a negative)."""
 
-  def __init__(self, examples: Iterator[ListExample], report: ListReport):
+
+class ListIterator(Iterator[ListExample]):
+  """An iterator of list examples with its `ListReport` as ``.report``.
+
+  ``read_reports`` holds the `formats.ReadReport` of each file the lists came from
+  (set by the caller that read them; named in `NoTrainingListsError`). With
+  ``training=True`` the end of the iteration checks that some list was built and
+  that some list has a negative.
+  """
+
+  def __init__(self, examples: Iterator[ListExample], report: ListReport, *,
+               training: bool = False):
     self._examples = examples
     self.report = report
+    self.training = training
+    self.read_reports: list[formats.ReadReport] = []
 
   def __iter__(self) -> "ListIterator":
     return self
 
   def __next__(self) -> ListExample:
-    return next(self._examples)
+    try:
+      return next(self._examples)
+    except StopIteration:
+      if self.training:
+        self._check_trainable()
+      raise
+
+  def _check_trainable(self) -> None:
+    report = self.report
+    if report.lists and report.without_negative < report.lists:
+      return
+    if not report.lists:
+      problem = "no training list was built"
+    else:
+      problem = (f"none of the {report.lists} training lists has a negative (an item "
+                 "with label 0): lists of positives only teach a ranking loss nothing; "
+                 "check that the run's qids are the training queries' (or use "
+                 "negatives='random')")
+    files = "; ".join(r.summary() for r in self.read_reports)
+    raise NoTrainingListsError(
+        f"{problem}. Lists: {report.summary()}" + (f". Files: {files}" if files else ""))
 
 
 def query_rng(seed: int, query_id: str) -> random.Random:
@@ -185,7 +225,8 @@ def build_lists(queries: Mapping[str, str],
                 shuffle: bool = True,
                 seed: int = 0,
                 qids: Iterable[str] | None = None,
-                on_unknown: formats.OnUnknown = "skip") -> ListIterator:
+                on_unknown: formats.OnUnknown = "skip",
+                require_trainable: bool | None = None) -> ListIterator:
   """Yields one list example per query (see the module docstring for the dict).
 
   Args:
@@ -211,6 +252,8 @@ def build_lists(queries: Mapping[str, str],
     qids: build lists only for these qids, in this order.
     on_unknown: "skip" counts qids missing from ``queries`` and pids missing from
       ``passages``; "error" raises `KeyError` at the first one.
+    require_trainable: raise `NoTrainingListsError` at the end of the iteration when
+      no list was built or none has a negative; None means ``include_positives``.
 
   Returns:
     A `ListIterator` of list examples; its ``.report`` (`ListReport`) fills as it runs.
@@ -231,7 +274,9 @@ def build_lists(queries: Mapping[str, str],
                        negatives=negatives, depth=depth, include_positives=include_positives,
                        max_positives=max_positives, keep=keep_queries_without_positive,
                        shuffle=shuffle, seed=seed, qids=qids, on_unknown=on_unknown)
-  return ListIterator(_log_when_done(examples, report), report)
+  return ListIterator(_log_when_done(examples, report), report,
+                      training=(include_positives if require_trainable is None
+                                else require_trainable))
 
 
 def _log_when_done(examples: Iterator[ListExample], report: ListReport
@@ -317,6 +362,8 @@ def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, n
       labels = labels[order]
     if len(items) < list_size:
       report.short_lists += 1
+    if (labels > 0).all():
+      report.without_negative += 1
     report.lists += 1
     yield {"query_id": qid, "query": queries[qid], "passage_ids": list(items),
            "passages": _fetch(passages, items), "label": labels}

@@ -215,12 +215,12 @@ def make_ranking_metric_fn(
     specs = [("mrr", "mrr_metric", k) for k in mrr_topns]
     specs += [("ndcg", "ndcg_metric", k) for k in ndcg_topns]
     specs += [("map", "ap_metric", k) for k in map_topns]
-    for k in recall_topns:
-      if k >= longest:
-        logging.info("recall@%d skipped: the longest list has %d items.", k,
-                     longest)
-      else:
-        specs.append(("recall", "recall_metric", k))
+    skipped = [k for k in recall_topns if k >= longest]
+    specs += [("recall", "recall_metric", k) for k in recall_topns
+              if k < longest]
+    if skipped:  # One line per evaluation.
+      logging.info("%s skipped: the longest list has %d items.",
+                   ", ".join(f"recall@{k}" for k in skipped), longest)
     values = _compiled_metrics(tuple(specs))(lists.scores, lists.labels, where)
     out = {name: float(v) for name, v in values.items()}
     out["num_queries"] = int(np.any(where, axis=-1).sum())

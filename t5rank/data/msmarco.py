@@ -14,8 +14,16 @@ examples of `t5rank.data.lists.build_lists`:
 * other splits: the run's top ``list_size`` candidates in run order, labelled from
   the qrels; every query of the queries file with a candidate is kept.
 
+Training input that cannot teach stops before any list is built, with
+`t5rank.data.lists.NoTrainingListsError` naming the file and its counts: an empty
+collection, qrels without a relevant passage of the collection, or a run without a
+candidate for the split's queries (lists of positives only). What only shows while
+building (e.g. a run whose candidates are all relevant) stops at the end of the pass.
+
 The collection is read into memory when it is small (< 64 MB, like the demo corpus)
-and through an on-disk `t5rank.data.collection.PassageIndex` otherwise.
+and through an on-disk `t5rank.data.collection.PassageIndex` otherwise. Every file
+may be gzip-compressed (``collection.tsv`` may hold gzip data; see
+`t5rank.data.formats`).
 
 >>> from t5rank.data import demo
 >>> lists = passage_ranking_lists(demo.demo_dir(), "dev", list_size=4,
@@ -89,7 +97,9 @@ def open_collection(path: str | os.PathLike[str], *, in_memory: bool | None = No
                     on_duplicate: formats.OnDuplicate = "error") -> Any:
   """A ``{pid: passage}`` dict (small files or ``in_memory=True``) or a `PassageIndex`."""
   if in_memory is None:
-    in_memory = os.path.getsize(path) < _IN_MEMORY_BYTES
+    # gzip shrinks MS-MARCO's text about 3x; judge by the uncompressed size.
+    size = os.path.getsize(path) * (4 if formats.is_gzip(path) else 1)
+    in_memory = size < _IN_MEMORY_BYTES
   if in_memory:
     return formats.read_collection(path, encoding_errors=encoding_errors,
                                    on_duplicate=on_duplicate)
@@ -111,6 +121,7 @@ def passage_ranking_lists(data_dir: str | os.PathLike[str], split: str, *,
                           encoding_errors: formats.EncodingErrors = "strict",
                           in_memory: bool | None = None,
                           cache_dir: str | None = None,
+                          on_duplicate: formats.OnDuplicate = "error",
                           passages: Any = None) -> lists_lib.ListIterator:
   """Yields the list examples of one split of an MS-MARCO-style directory.
 
@@ -133,6 +144,8 @@ def passage_ranking_lists(data_dir: str | os.PathLike[str], split: str, *,
     encoding_errors: "strict" or "replace" for invalid UTF-8.
     in_memory: read the collection into a dict; None decides by file size (< 64 MB).
     cache_dir: where a `PassageIndex` keeps its index (None: next to the collection).
+    on_duplicate: "error" or "keep_first" for a pid twice in the collection, a qid
+      twice in the queries, a (qid, pid) twice in the qrels or the run.
     passages: an already open passage source (skips opening the collection).
 
   Returns:
@@ -143,25 +156,40 @@ def passage_ranking_lists(data_dir: str | os.PathLike[str], split: str, *,
   split_files = files.split(split)
   training = split == "train" if training is None else training
   negatives = negatives or ("run" if split_files.run else "random")
+  collection_path = os.path.join(data_dir, files.collection)
   if passages is None:
-    passages = open_collection(os.path.join(data_dir, files.collection), in_memory=in_memory,
-                               cache_dir=cache_dir, encoding_errors=encoding_errors)
+    passages = open_collection(collection_path, in_memory=in_memory, cache_dir=cache_dir,
+                               encoding_errors=encoding_errors, on_duplicate=on_duplicate)
+  if training and not len(passages):
+    raise lists_lib.NoTrainingListsError(
+        f"{collection_path}: no passages (empty file?): no training list can be built")
   queries = formats.read_queries(os.path.join(data_dir, split_files.queries),
-                                 encoding_errors=encoding_errors)
+                                 encoding_errors=encoding_errors, on_duplicate=on_duplicate)
   read_reports = [queries.report]
   qrels: Any = {}
   if split_files.qrels:
     qrels = formats.read_qrels(os.path.join(data_dir, split_files.qrels), known_qids=queries,
                                known_pids=passages, on_unknown=on_unknown,
-                               encoding_errors=encoding_errors)
+                               on_duplicate=on_duplicate, encoding_errors=encoding_errors)
     read_reports.append(qrels.report)
+    if training and not any(g > 0 for judged in qrels.values() for g in judged.values()):
+      raise lists_lib.NoTrainingListsError(
+          f"{qrels.report.summary()}: no relevant (grade > 0) passage of "
+          f"{collection_path} ({len(passages)} passages) for a query of "
+          f"{queries.report.path} ({len(queries)} queries): no training list can be built")
   run = None
   if split_files.run and (negatives == "run" or not training):
     run_depth = depth if training else list_size
     run = formats.read_run(os.path.join(data_dir, split_files.run), depth=run_depth,
                            known_qids=queries, known_pids=passages, on_unknown=on_unknown,
-                           encoding_errors=encoding_errors)
+                           on_duplicate=on_duplicate, encoding_errors=encoding_errors)
     read_reports.append(run.report)
+    if training and not run.num_rows:
+      raise lists_lib.NoTrainingListsError(
+          f"{run.report.summary()}: no candidate for a query of {queries.report.path} "
+          f"({len(queries)} queries) in {collection_path}: training lists would hold "
+          "positives only and teach nothing; check that the run is the split's (its "
+          "qids those of the queries file), or use negatives='random'")
   iterator = lists_lib.build_lists(
       queries, qrels, passages, list_size=list_size, run=run, negatives=negatives,
       depth=depth, include_positives=training, max_positives=max_positives,

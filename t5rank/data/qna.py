@@ -153,7 +153,9 @@ def qna_lists(examples: Iterable[lists_lib.ListExample], *, list_size: int | Non
 
   Training lists keep the selected passages first when truncating to ``list_size``
   and drop queries without a selected passage (counted); eval lists keep the record
-  order and every query. Shuffling is seeded per query.
+  order and every query. Shuffling is seeded per query. Training lists that run out
+  with no list, or none with an unselected passage, raise
+  `lists.NoTrainingListsError` with the counts.
   """
   keep = (not training) if keep_queries_without_positive is None else (
       keep_queries_without_positive)
@@ -175,4 +177,4 @@ def qna_lists(examples: Iterable[lists_lib.ListExample], *, list_size: int | Non
           seed=seed, qids=None, on_unknown="error")
     lists_lib.logger.info("qna_lists: %s", report.summary())
 
-  return lists_lib.ListIterator(generate(), report)
+  return lists_lib.ListIterator(generate(), report, training=training)

@@ -1,6 +1,7 @@
 """Tests for t5rank/data/collection.py: the on-disk passage index."""
 
 import doctest
+import gzip
 import os
 import pickle
 
@@ -95,15 +96,46 @@ def test_duplicate_pid_is_an_error_or_keeps_the_first(tmp_path, pids):
   assert len(index) == 2 and index[pids[0]] == "text 0"
 
 
-def test_invalid_utf8_passage_is_reported_when_read(tmp_path):
-  path = _write(tmp_path, b"1\tgood\n2\tbad \xfe\n")
-  index = collection.PassageIndex(path)
-  assert index["1"] == "good"
+def test_invalid_utf8_deep_in_the_collection_stops_the_index_build(tmp_path):
+  lines = [f"{i}\tpassage {i}".encode() for i in range(1000)]
+  lines[876] = b"876\tbad \xfe byte"
+  path = _write(tmp_path, b"\n".join(lines) + b"\n")
   with pytest.raises(formats.FormatError, match="invalid UTF-8") as excinfo:
-    index["2"]  # pylint: disable=pointless-statement
-  assert excinfo.value.line == 2
+    collection.PassageIndex(path)
+  assert str(excinfo.value).startswith(f"{path}:877: ")
+  assert not os.path.exists(path + ".t5rank-index")  # Nothing half-validated kept.
   replaced = collection.PassageIndex(path, encoding_errors="replace")
-  assert replaced["2"] == "bad \ufffd"
+  assert replaced["876"] == "bad \ufffd byte" and replaced["1"] == "passage 1"
+
+
+def test_index_built_with_replace_is_validated_again_when_opened_strict(tmp_path):
+  path = _write(tmp_path, b"1\tgood\n2\tbad \xfe\n")
+  assert collection.PassageIndex(path, encoding_errors="replace")["2"] == "bad \ufffd"
+  with pytest.raises(formats.FormatError, match="invalid UTF-8") as excinfo:
+    collection.PassageIndex(path)
+  assert excinfo.value.line == 2
+
+
+def test_gzip_collection_is_indexed_from_a_decompressed_copy(tmp_path):
+  text = "".join(f"{i}\tpassage {i} ünï\n" for i in range(300))
+  path = str(tmp_path / "collection.tsv.gz")
+  with gzip.open(path, "wt", encoding="utf-8") as f:
+    f.write(text)
+  index = collection.PassageIndex(path)
+  assert len(index) == 300 and index["299"] == "passage 299 ünï"
+  assert os.path.exists(os.path.join(index.index_dir, "passages.tsv"))
+  again = collection.PassageIndex(path)  # Reopened from the index folder.
+  assert again.get_many(["7", "0"]) == ["passage 7 ünï", "passage 0 ünï"]
+
+
+def test_gzip_collection_errors_name_the_gz_file_and_line(tmp_path):
+  path = str(tmp_path / "collection.tsv.gz")
+  with gzip.open(path, "wb") as f:
+    f.write(b"1\tok\n2 no tab\n")
+  with pytest.raises(formats.FormatError, match="no tab") as excinfo:
+    collection.PassageIndex(path)
+  assert str(excinfo.value).startswith(f"{path}:2: ")
+  assert not any(name != "collection.tsv.gz" for name in os.listdir(tmp_path))
 
 
 def test_empty_collection_has_no_passages(tmp_path):

@@ -1,6 +1,7 @@
 """Tests for t5rank/data/formats.py: every format, good and bad input."""
 
 import doctest
+import gzip
 import logging
 
 import numpy as np
@@ -368,3 +369,45 @@ def test_run_lines_the_vectorised_reader_declines_are_read_line_by_line(
   options = {"on_duplicate": "keep_first"}
   assert dict(formats.read_run(path, **options)) == dict(
       _slow_read_run(monkeypatch, path, **options))
+
+
+def _gzip(tmp_path, name: str, content: bytes) -> str:
+  path = str(tmp_path / name)
+  with gzip.open(path, "wb") as f:
+    f.write(content)
+  return path
+
+
+def test_gzip_files_are_read_as_their_text_whatever_their_name(tmp_path):
+  # A 3-column run goes through the vectorised reader, a TREC run line by line.
+  for suffix in (".tsv.gz", ".tsv"):
+    sub = tmp_path / suffix.replace(".", "_")
+    sub.mkdir()
+    queries = formats.read_queries(_gzip(sub, "q" + suffix, b"1\tcapital\n2\triver\n"))
+    collection = formats.read_collection(_gzip(sub, "c" + suffix, b"10\ta\n11\tb\n"))
+    qrels = formats.read_qrels(_gzip(sub, "qr" + suffix, b"1 0 10 1\n"))
+    run = formats.read_run(_gzip(sub, "r" + suffix, b"1\t10\t1\n1\t11\t2\n2\t11\t1\n"))
+    trec = formats.read_run(_gzip(sub, "t" + suffix, b"1 Q0 11 1 2.0 bm25\n"))
+    assert dict(queries) == {"1": "capital", "2": "river"}
+    assert dict(collection) == {"10": "a", "11": "b"}
+    assert dict(qrels) == {"1": {"10": 1}}
+    assert dict(run) == {"1": ["10", "11"], "2": ["11"]}
+    assert dict(trec) == {"1": ["11"]}
+
+
+def test_gzip_file_errors_name_the_file_and_line_not_utf8(tmp_path):
+  path = _gzip(tmp_path, "queries.tsv.gz", b"1\tok\n2 no tab\n")
+  with pytest.raises(formats.FormatError, match="no tab") as excinfo:
+    formats.read_queries(path)
+  _error(excinfo, path, 2)
+
+
+def test_truncated_gzip_file_is_reported_as_gzip(tmp_path):
+  whole = _gzip(tmp_path, "run.tsv.gz", b"".join(
+      f"{q}\t{p}\t{p + 1}\n".encode() for q in range(50) for p in range(200)))
+  cut = tmp_path / "cut.tsv.gz"
+  cut.write_bytes(open(whole, "rb").read()[:-30])
+  for read in (formats.read_run, formats.read_queries):
+    with pytest.raises(formats.FormatError, match="gzip") as excinfo:
+      read(str(cut))
+    assert "UTF-8" not in str(excinfo.value)

@@ -1,6 +1,8 @@
 """Tests for t5rank/data/lists.py and t5rank/data/msmarco.py: building list examples."""
 
 import doctest
+import gzip
+import os
 
 import numpy as np
 import pytest
@@ -91,7 +93,7 @@ def test_truncation_never_drops_every_positive():
   for list_size in (1, 2, 3):
     for seed in range(5):
       (example,) = lists.build_lists({"q1": "q"}, qrels, PASSAGES, list_size=list_size,
-                                     run=RUN, seed=seed)
+                                     run=RUN, seed=seed, require_trainable=False)
       assert len(example["passage_ids"]) == list_size
       assert (example["label"] > 0).all()
       assert example["label"].max() == 3.0  # Highest grades are kept first.
@@ -162,13 +164,14 @@ def test_missing_passages_are_skipped_and_counted_or_raise():
 
 def test_unknown_qids_are_counted():
   built = lists.build_lists(QUERIES, QRELS, PASSAGES, list_size=2, run=RUN,
-                            qids=["q1", "nope"])
+                            qids=["q1", "nope"], require_trainable=False)
   assert [e["query_id"] for e in built] == ["q1"]
   assert built.report.unknown_queries == 1
 
 
 def test_query_without_candidates_yields_positives_only_and_is_counted():
-  built = lists.build_lists({"q2": "q"}, QRELS, PASSAGES, list_size=4, run={})
+  built = lists.build_lists({"q2": "q"}, QRELS, PASSAGES, list_size=4, run={},
+                            require_trainable=False)
   (example,) = built
   assert example["passage_ids"] == ["5"]
   assert built.report.without_candidates == 1 and built.report.short_lists == 1
@@ -232,3 +235,100 @@ def test_passage_ranking_files_default_to_official_names():
   custom = files.replace_split("dev", msmarco.SplitFiles("q.tsv", None, "top1000.dev"))
   assert custom.split("dev").run == "top1000.dev" and custom.split("train") == files.split(
       "train")
+
+
+def test_training_lists_without_any_negative_raise_with_counts():
+  # The run names other queries: every list would hold its positives only.
+  built = lists.build_lists(QUERIES, QRELS, PASSAGES, list_size=4,
+                            run={"other": ["1", "2"]})
+  with pytest.raises(lists.NoTrainingListsError, match="has a negative") as excinfo:
+    list(built)
+  message = str(excinfo.value)
+  assert f"{built.report.lists} lists from" in message
+  assert f"{built.report.without_negative} without_negative" in message
+  assert built.report.lists == built.report.without_negative > 0
+
+
+def test_no_training_list_at_all_raises_with_counts():
+  built = lists.build_lists(QUERIES, {}, PASSAGES, list_size=4, run=RUN)
+  with pytest.raises(lists.NoTrainingListsError,
+                     match="no training list was built") as excinfo:
+    list(built)
+  assert f"{len(QUERIES)} dropped_without_positive" in str(excinfo.value)
+
+
+def test_one_list_with_a_negative_is_enough_and_eval_lists_are_not_checked():
+  run = {"q1": ["1", "2", "3"]}  # Only q1 gets negatives.
+  assert len(list(lists.build_lists(QUERIES, QRELS, PASSAGES, list_size=4, run=run))) > 1
+  assert not list(lists.build_lists(QUERIES, {}, PASSAGES, list_size=4, run={},
+                                    include_positives=False))
+
+
+def _msmarco_dir(tmp_path, *, collection=None, qrels=None, run=None):
+  formats.write_collection(str(tmp_path / "collection.tsv"), PASSAGES)
+  formats.write_queries(str(tmp_path / "queries.train.tsv"), QUERIES)
+  formats.write_qrels(str(tmp_path / "qrels.train.tsv"), QRELS)
+  formats.write_run(str(tmp_path / "run.train.tsv"), RUN, format="msmarco")
+  for name, content in (("collection.tsv", collection), ("qrels.train.tsv", qrels),
+                        ("run.train.tsv", run)):
+    if content is not None:
+      (tmp_path / name).write_text(content)
+  return tmp_path
+
+
+@pytest.mark.parametrize("run,counts", [
+    ("", "0 rows"),
+    ("other1\t1\t1\nother2\t3\t1\n", "2 unknown_qids"),
+])
+def test_run_without_candidates_for_training_queries_fails_before_any_list(
+    tmp_path, run, counts):
+  data_dir = _msmarco_dir(tmp_path, run=run)
+  with pytest.raises(lists.NoTrainingListsError, match="positives only") as excinfo:
+    msmarco.passage_ranking_lists(data_dir, "train", list_size=3)
+  message = str(excinfo.value)
+  assert str(tmp_path / "run.train.tsv") in message and counts in message
+
+
+def test_empty_collection_fails_naming_the_collection(tmp_path):
+  data_dir = _msmarco_dir(tmp_path, collection="")
+  with pytest.raises(lists.NoTrainingListsError, match="no passages") as excinfo:
+    msmarco.passage_ranking_lists(data_dir, "train", list_size=3)
+  assert str(tmp_path / "collection.tsv") in str(excinfo.value)
+
+
+def test_qrels_naming_no_passage_of_the_collection_fail_with_counts(tmp_path):
+  data_dir = _msmarco_dir(tmp_path, qrels="q1 0 900 1\nq2 0 901 1\n")
+  with pytest.raises(lists.NoTrainingListsError, match="no relevant") as excinfo:
+    msmarco.passage_ranking_lists(data_dir, "train", list_size=3)
+  message = str(excinfo.value)
+  assert str(tmp_path / "qrels.train.tsv") in message
+  assert "2 unknown_pids" in message and f"{len(PASSAGES)} passages" in message
+
+
+def test_on_duplicate_keep_first_reaches_every_file(tmp_path):
+  data_dir = _msmarco_dir(tmp_path)
+  with open(tmp_path / "collection.tsv", "a") as f:
+    f.write("1\tanother passage 1\n")
+  with open(tmp_path / "qrels.train.tsv", "a") as f:
+    f.write("q1\t0\t1\t1\n")
+  with pytest.raises(formats.DuplicateIdError, match="keep_first"):
+    list(msmarco.passage_ranking_lists(data_dir, "train", list_size=3))
+  built = msmarco.passage_ranking_lists(data_dir, "train", list_size=3,
+                                        on_duplicate="keep_first")
+  assert [e["query_id"] for e in built] == ["q1", "q2"]
+  assert built.read_reports[1].duplicates == 1
+
+
+def test_gzip_msmarco_files_build_the_same_lists(tmp_path):
+  plain = tmp_path / "plain"
+  plain.mkdir()
+  _msmarco_dir(plain)
+  packed = tmp_path / "gz"
+  packed.mkdir()
+  for name in os.listdir(plain):
+    with open(plain / name, "rb") as f, gzip.open(packed / name, "wb") as out:
+      out.write(f.read())
+  expected = list(msmarco.passage_ranking_lists(plain, "train", list_size=3))
+  got = list(msmarco.passage_ranking_lists(packed, "train", list_size=3, in_memory=False))
+  assert [e["passage_ids"] for e in got] == [e["passage_ids"] for e in expected]
+  assert [e["passages"] for e in got] == [e["passages"] for e in expected]

@@ -6,6 +6,7 @@ trec_eval through pytrec_eval.
 
 import doctest
 import inspect
+import logging
 import math
 
 import numpy as np
@@ -228,3 +229,12 @@ def test_write_trec_run_merges_rows_of_a_query_and_leaves_out_masked_items(
                    ["q1", "Q0", "a", "2", "1.000000", "x"],
                    ["q2", "Q0", "c", "1", "2.000000", "x"]]
   assert rows == 3
+
+
+def test_skipped_recall_cutoffs_are_logged_in_one_line_per_evaluation(caplog):
+  caplog.set_level(logging.INFO)
+  fn = metric_fns.make_ranking_metric_fn(recall_topns=(2, 100, 1000))
+  out = fn([_target("q1", ["a", "b", "c"], [1, 0, 0])], [[0.3, 0.2, 0.1]])
+  assert "recall@2" in out and "recall@100" not in out
+  skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+  assert skipped == ["recall@100, recall@1000 skipped: the longest list has 3 items."]

@@ -1,12 +1,14 @@
 """Tests for t5rank/data/qna.py: MS-MARCO QnA v2.1 records -> list examples."""
 
 import doctest
+import gzip
 import json
 
 import numpy as np
 import pytest
 
 from t5rank.data import formats
+from t5rank.data import lists
 from t5rank.data import qna
 
 
@@ -117,3 +119,19 @@ def test_qna_lists_are_seed_deterministic():
     return [e["passage_ids"] for e in qna.qna_lists(examples, list_size=4, seed=seed)]
   assert ids(1) == ids(1)
   assert any(ids(1) != ids(s) for s in (2, 3, 4))
+
+
+def test_training_records_without_an_unselected_passage_raise_with_counts():
+  examples = [qna.qna_list_example(_record(i, (1, 1))) for i in range(3)]
+  with pytest.raises(lists.NoTrainingListsError, match="has a negative") as excinfo:
+    list(qna.qna_lists(examples))
+  assert "3 lists from 3 queries" in str(excinfo.value)
+  assert len(list(qna.qna_lists(examples, training=False))) == 3
+
+
+def test_gzip_jsonl_file_is_read(tmp_path):
+  path = tmp_path / "qna.jsonl.gz"
+  with gzip.open(path, "wt", encoding="utf-8") as f:
+    f.write(json.dumps(_record(7)) + "\n")
+  (example,) = qna.read_qna_jsonl(str(path))
+  assert example["query_id"] == "7"

@@ -390,3 +390,83 @@ def test_score_token_id_of_each_vocabulary_fills_the_targets():
   assert ex["targets"].numpy().tolist() == [[258]] * 8
   assert ex["targets_pretokenized"].numpy() == b"258"
   assert isinstance(ex["inputs"], tf.RaggedTensor)
+
+
+# ------------------------------------------------ inputs that cannot train
+def test_list_longer_than_task_feature_length_is_an_error_not_a_cut():
+  # The demo builds training lists of 8 items; L=4 would cut half of them.
+  task = seqio.get_mixture_or_task("t5rank_demo")
+  dataset = task.get_dataset(_lengths(4, 32), split="train", shuffle=False)
+  with pytest.raises(tf.errors.InvalidArgumentError) as excinfo:
+    next(iter(dataset))
+  message = str(excinfo.value)
+  assert "L=4" in message and "LIST_SIZE" in message
+  assert "TASK_FEATURE_LENGTHS" in message and "[8]" in message
+
+
+def _register_on(data_dir, name, **kwargs):
+  return t5rank.tasks.register_msmarco_passage_ranking(
+      str(data_dir), name=name, list_size=4, vocabulary=seqio.ByteVocabulary(),
+      **kwargs)
+
+
+@pytest.mark.parametrize("broken,message", [
+    ({"collection.tsv": ""}, "collection.tsv: no passages"),
+    ({"qrels.train.tsv": "train0 0 nope 1\n"}, "1 unknown_pids"),
+    ({"run.train.tsv": "other\t1\t1\n"}, "1 unknown_qids"),
+])
+def test_untrainable_training_files_fail_when_the_dataset_is_made(
+    tmp_path, broken, message):
+  from t5rank.data import lists  # pylint: disable=g-import-not-at-top
+  _write_msmarco(str(tmp_path))
+  for file_name, content in broken.items():
+    (tmp_path / file_name).write_text(content)
+  name = _register_on(tmp_path, "t5rank_test_untrainable")
+  try:
+    task = seqio.get_mixture_or_task(name)
+    # Raised by get_dataset itself, in Python: before T5X iterates anything.
+    with pytest.raises(lists.NoTrainingListsError, match=message) as excinfo:
+      task.get_dataset(_lengths(4, 32), split="train", shuffle=False)
+    assert str(tmp_path) in str(excinfo.value)
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+def test_empty_validation_split_fails_when_the_dataset_is_made(tmp_path):
+  _write_msmarco(str(tmp_path))
+  (tmp_path / "run.dev.small.tsv").write_text("")
+  name = _register_on(tmp_path, "t5rank_test_empty_dev")
+  try:
+    with pytest.raises(ValueError, match="split='validation' has no list") as e:
+      seqio.get_mixture_or_task(name).get_dataset(
+          _lengths(4, 32), split="validation", shuffle=False)
+    assert "run.dev.small.tsv: 0 rows" in str(e.value)
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+def test_on_duplicate_keep_first_is_accepted_by_the_task_from_gin(tmp_path):
+  import gin  # pylint: disable=g-import-not-at-top
+  _write_msmarco(str(tmp_path))
+  with open(tmp_path / "collection.tsv", "a") as f:
+    f.write("100\tthe same pid again\n")
+  gin.clear_config()
+  try:
+    gin.parse_config(f"""
+from __gin__ import dynamic_registration
+import seqio
+import t5rank.tasks
+t5rank.tasks.register_msmarco_passage_ranking:
+  data_dir = '{tmp_path}'
+  name = 't5rank_test_duplicates'
+  list_size = 4
+  vocabulary = @seqio.ByteVocabulary()
+  on_duplicate = 'keep_first'
+""")
+    name = gin.get_configurable(t5rank.tasks.register_msmarco_passage_ranking)()
+    lists = list(seqio.get_mixture_or_task(name).get_dataset(
+        _lengths(4, 32), split="train", shuffle=False).as_numpy_iterator())
+    assert len(lists) == 6
+  finally:
+    gin.clear_config()
+    seqio.TaskRegistry.remove("t5rank_test_duplicates")
