@@ -49,6 +49,7 @@ from t5rank.models import network
 from t5rank.models import objective
 from t5rank.models import packed_scores
 from t5rank.models import score_tokens
+from t5rank.ranking import _signatures
 from t5rank.ranking import losses as ranking_losses
 from t5rank.ranking import metrics as ranking_metrics
 
@@ -90,7 +91,8 @@ class _ListRankingMixin:
     )
     if not callable(self._ranking_loss_fn):
       raise TypeError(f"loss_fn={self._ranking_loss_fn!r} is not callable")
-    self._loss_takes_key = objective.accepts_key(self._ranking_loss_fn)
+    self._loss_takes_key = _signatures.takes_argument(
+        self._ranking_loss_fn, "key")
     self._metric_fns = dict(
         metric_fns if metric_fns is not None else _default_metric_fns()
     )
