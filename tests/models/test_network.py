@@ -12,25 +12,13 @@ import numpy as np
 from t5x.examples.t5 import network as t5x_network
 
 from t5rank.models import network
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 VOCAB = 512
 
 
 def _config(**overrides):
-  settings = dict(
-      vocab_size=VOCAB,
-      emb_dim=32,
-      num_heads=2,
-      num_encoder_layers=2,
-      num_decoder_layers=2,
-      head_dim=16,
-      mlp_dim=64,
-      mlp_activations=("gelu", "linear"),
-      dropout_rate=0.0,
-      logits_via_embedding=False,
-  )
-  settings.update(overrides)
-  return t5x_network.T5Config(**settings)
+  return tiny_t5.config(**dict(dict(vocab_size=VOCAB), **overrides))
 
 
 def _items(num=6, length=12, seed=0):
