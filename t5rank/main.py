@@ -13,7 +13,8 @@ found wherever t5rank is installed. Every other flag is T5X's
 is the same run as::
 
   python -m t5x.train \
-      --gin_search_paths=$(python -c 'import t5rank.main; print(t5rank.main.gin_dir())') \
+      --gin_search_paths=$(python -c \
+          'import t5rank.main; print(t5rank.main.gin_dir())') \
       --gin_file=runs/finetune_msmarco.gin ...
 
 `t5rank-demo` trains the tiny demo ranker of `gin/demo/train.gin` on the corpus

@@ -63,7 +63,8 @@ def _look_up_embedding(next_fun, args, kwargs, context):
   scatter-add instead of a `[tokens, vocab]` matmul). Other calls pass on.
   """
   embed = context.module
-  if not (isinstance(embed, layers.Embed) and context.method_name == "__call__"):
+  is_embedding = isinstance(embed, layers.Embed)
+  if not (is_embedding and context.method_name == "__call__"):
     return next_fun(*args, **kwargs)
   (token_ids,) = args
   rows = jnp.take(embed.embedding, token_ids, axis=0, mode="clip")
@@ -271,8 +272,8 @@ class RankingEncoder(network.Transformer):
     tokens = encoder_input_tokens
     if tokens.ndim != 2:
       raise ValueError(
-          f"encoder_input_tokens must be [rows, length]; got shape {tokens.shape}"
-      )
+          "encoder_input_tokens must be [rows, length]; got shape "
+          f"{tokens.shape}")
     if encoder_segment_ids is None:
       if num_segments != 1:
         raise ValueError(
