@@ -1,5 +1,6 @@
 """Tests of the gin folder as package data (`t5rank.main.gin_dir`)."""
 
+import doctest
 import os
 import subprocess
 import sys
@@ -11,6 +12,10 @@ from t5rank import main
 
 GIN_DIR = main.gin_dir()
 CHECKOUT_ROOT = os.path.dirname(GIN_DIR)
+
+
+def test_main_docstring_examples():
+  assert doctest.testmod(main).failed == 0
 
 
 def test_gin_dir_holds_the_gin_folders():
