@@ -56,6 +56,9 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache 2.0",
     python_requires=">=3.11",
+    # gin/ holds .gin files only (no __init__.py: a package named `gin` would
+    # shadow gin-config); it installs as the data folder t5rank/gin, which
+    # t5rank.main.gin_dir() finds with importlib.resources.
     packages=setuptools.find_packages(include=["t5rank", "t5rank.*"])
     + ["t5rank.tasks", "t5rank.gin"],
     package_dir={"t5rank.tasks": "tasks", "t5rank.gin": "gin"},

@@ -12,8 +12,9 @@ Variants (`VARIANTS`; a packed layout adds rows there with its own batch):
 * `rax-example`: Rax's T5X example (`examples.t5x.models.RankingEncDecModel`
   on T5X's stock `network.Transformer`): one-hot embedding, full-vocabulary
   logits, then one column. The anchor.
-* `encdec-onehot` / `encdec-gather`: `t5rank.models.RankingEncDecModel`,
-  score from one output column only, one-hot or table-lookup embedding.
+* `encdec-onehot` / `encdec-gather`: `t5rank.models.RankingEncDecModel`
+  (T5X's network, full-vocabulary logits, then the score token's column),
+  one-hot or table-lookup embedding.
 * `encoder-onehot` / `encoder-gather`: `t5rank.models.RankingEncoderModel`.
 
 Timing interleaves the variants round by round (rotating the order) so that
@@ -212,9 +213,9 @@ class Variant:
 VARIANTS = (
     Variant("rax-example", "Rax T5X example: one-hot, full-vocab logits",
             _rax_example),
-    Variant("encdec-onehot", "t5rank enc-dec, one-hot, one output column",
+    Variant("encdec-onehot", "t5rank enc-dec, one-hot",
             _t5rank_encdec(True)),
-    Variant("encdec-gather", "t5rank enc-dec, gather, one output column",
+    Variant("encdec-gather", "t5rank enc-dec, gather",
             _t5rank_encdec(False)),
     Variant("encoder-onehot", "t5rank encoder-only, one-hot",
             _t5rank_encoder(True)),

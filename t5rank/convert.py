@@ -38,7 +38,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from t5rank import gin as t5rank_gin
+from t5rank import main as t5rank_main
 
 MODEL_GIN = "model.gin"
 ENCODER_GIN = "encoder.gin"
@@ -118,7 +118,7 @@ def model_gin_text(config, *, source: str, checkpoint: str,
 def _search_paths(user_paths: Sequence[str]) -> list:
   import t5x  # pylint: disable=g-import-not-at-top
   t5x_root = os.path.dirname(os.path.dirname(os.path.abspath(t5x.__file__)))
-  return list(user_paths) + [".", t5rank_gin.gin_dir(), t5x_root]
+  return list(user_paths) + [".", t5rank_main.gin_dir(), t5x_root]
 
 
 def model_from_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),

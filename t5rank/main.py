@@ -2,7 +2,7 @@
 
 `t5rank-train` and `t5rank-eval` run `python -m t5x.train` and
 `python -m t5x.eval` unchanged, with one difference: the folder of t5rank's gin
-files (`t5rank.gin.gin_dir()`) is appended to `--gin_search_paths`, so
+files (`gin_dir()`) is appended to `--gin_search_paths`, so
 `--gin_file=runs/finetune_msmarco.gin` or `--gin_file=losses/listmle.gin` is
 found wherever t5rank is installed. Every other flag is T5X's
 (`--gin_file`, `--gin.NAME=VALUE`, `--gin_bindings`, `--tfds_data_dir`, ...)::
@@ -13,7 +13,8 @@ found wherever t5rank is installed. Every other flag is T5X's
 is the same run as::
 
   python -m t5x.train \
-      --gin_search_paths=$(python -c 'import t5rank.gin; print(t5rank.gin.gin_dir())') \
+      --gin_search_paths=$(python -c \
+          'import t5rank.main; print(t5rank.main.gin_dir())') \
       --gin_file=runs/finetune_msmarco.gin ...
 
 `t5rank-demo` trains the tiny demo ranker of `gin/demo/train.gin` on the corpus
@@ -26,6 +27,7 @@ sentence saying how to install it.
 """
 
 import ast
+import importlib.resources
 import importlib.util
 import json
 import os
@@ -34,8 +36,6 @@ import runpy
 import sys
 import tempfile
 from typing import Mapping, Optional, Sequence
-
-from t5rank import gin as t5rank_gin
 
 INSTALL_HINT = (
     "{command} needs T5X, which is not installed; install it from a t5rank "
@@ -65,6 +65,31 @@ gin files and bindings override the demo's, e.g.
 Without --gin.MODEL_DIR the run goes to a new folder under the temporary
 folder. `t5rank-train --help` lists T5X's own flags.
 """
+
+
+def gin_dir() -> str:
+  """Returns the folder of t5rank's gin files (models/, losses/, runs/, ...).
+
+  The files are package data: an installed t5rank holds them in `t5rank/gin`
+  (found with `importlib.resources`, as T5X finds `t5x/configs`). In a source
+  checkout (an editable install, or the checkout root on `sys.path`) they are
+  the checkout's top-level `gin/` folder beside `t5rank/`. The folder holds
+  .gin files only; it is not a Python package (a package named `gin` would
+  take gin-config's name).
+
+  >>> os.path.isfile(os.path.join(gin_dir(), "losses", "softmax.gin"))
+  True
+  """
+  package = importlib.resources.files("t5rank")
+  installed = package / "gin"
+  if installed.is_dir():
+    return str(installed)
+  checkout = os.path.join(os.path.dirname(str(package)), "gin")
+  if not os.path.isdir(checkout):
+    raise FileNotFoundError(
+        f"t5rank's gin folder is neither at {installed} (installed) nor at "
+        f"{checkout} (source checkout); reinstall t5rank")
+  return checkout
 
 
 def with_t5rank_gin_dir(argv: Sequence[str]) -> list[str]:
@@ -97,9 +122,9 @@ def with_t5rank_gin_dir(argv: Sequence[str]) -> list[str]:
     i += 1
   if not paths:
     paths = ["."]
-  gin_dir = t5rank_gin.gin_dir()
-  if gin_dir not in paths:
-    paths.append(gin_dir)
+  folder = gin_dir()
+  if folder not in paths:
+    paths.append(folder)
   return rest + [f"{_SEARCH_FLAG}={','.join(paths)}"]
 
 

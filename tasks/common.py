@@ -44,18 +44,6 @@ _LIST_SIGNATURE = {
 }
 
 
-def env_int(name: str, default: int) -> int:
-  """``int(os.environ[name])`` or ``default``; a clear error if not an int."""
-  value = os.environ.get(name)
-  if value is None or value == "":
-    return default
-  try:
-    return int(value)
-  except ValueError:
-    raise ValueError(f"environment variable {name}={value!r}: expected an "
-                     "integer") from None
-
-
 def t5_vocabulary(spm_path: Optional[str] = None) -> seqio.Vocabulary:
   """T5's SentencePiece vocabulary with its 100 sentinels (32100 ids).
 

@@ -19,13 +19,15 @@ Registered on import of `t5rank.tasks`:
 
 List sizes and the seed: ``list_size`` (items per training list),
 ``eval_list_size`` (candidates per validation list) and ``seed`` are arguments
-of the ``register_*`` functions; the tasks registered on import read
-``$T5RANK_LIST_SIZE`` (default 10; 8 for the demo, as ``gin/demo``),
-``$T5RANK_EVAL_LIST_SIZE`` (default: the list size) and ``$T5RANK_LIST_SEED``
-(default 0) when their data is read. Keep ``list_size`` equal to the ``L`` of
-``TASK_FEATURE_LENGTHS`` (and ``eval_list_size`` to that of
-``EVAL_TASK_FEATURE_LENGTHS``): a longer list is an error naming both numbers
-(`common.check_lists_fit`), never cut. To rerank a deep candidate list (e.g. BM25's top 1000) with lists of
+of the ``register_*`` functions, set from gin (the run files bind them to
+``LIST_SIZE`` / ``EVAL_LIST_SIZE``); the tasks registered on import use 10
+items (8 for the demo, as ``gin/demo``), validation lists of the same size and
+seed 0. The environment gives only the defaults of the data directory
+(``$T5RANK_MSMARCO_DIR``) and the vocabulary (``$T5RANK_SPM_PATH``). Keep
+``list_size`` equal to the ``L`` of ``TASK_FEATURE_LENGTHS`` (and
+``eval_list_size`` to that of ``EVAL_TASK_FEATURE_LENGTHS``): a longer list is
+an error naming both numbers (`common.check_lists_fit`), never cut. To rerank a
+deep candidate list (e.g. BM25's top 1000) with lists of
 ``L``, register with ``eval_list_size=1000, eval_chunk_size=L``: each query
 then spans several validation examples, which the metric fns join again by
 query id. From gin, register with the run's ``LIST_SIZE`` and use the
@@ -73,9 +75,9 @@ def _chunks(lists, size: int):
 
 def _passage_lists(split: str, *, data_dir: Optional[str],
                    list_size: Optional[int], eval_list_size: Optional[int],
-                   seed: Optional[int], default_list_size: int, files=None,
+                   seed: int, default_list_size: int, files=None,
                    eval_chunk_size: Optional[int] = None, **lists_kwargs):
-  """Lists of one seqio split; unset options are read from the environment."""
+  """Lists of one seqio split (the data directory may come from the env)."""
   from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
   if data_dir is None:
     data_dir = os.environ.get("T5RANK_MSMARCO_DIR")
@@ -84,11 +86,9 @@ def _passage_lists(split: str, *, data_dir: Optional[str],
           f"{PASSAGE_TASK}: no data directory; set T5RANK_MSMARCO_DIR or "
           "register the task with register_msmarco_passage_ranking(data_dir=)")
   if list_size is None:
-    list_size = common.env_int("T5RANK_LIST_SIZE", default_list_size)
+    list_size = default_list_size
   if eval_list_size is None:
-    eval_list_size = common.env_int("T5RANK_EVAL_LIST_SIZE", list_size)
-  if seed is None:
-    seed = common.env_int("T5RANK_LIST_SEED", 0)
+    eval_list_size = list_size
   if files is not None:
     lists_kwargs["files"] = files
   lists = msmarco.passage_ranking_lists(
@@ -107,7 +107,7 @@ def register_msmarco_passage_ranking(
     list_size: Optional[int] = None,
     eval_list_size: Optional[int] = None,
     eval_chunk_size: Optional[int] = None,
-    seed: Optional[int] = None,
+    seed: int = 0,
     spm_path: Optional[str] = None,
     vocabulary: Optional[seqio.Vocabulary] = None,
     template: str = preprocessors.DEFAULT_TEMPLATE,
@@ -123,14 +123,13 @@ def register_msmarco_passage_ranking(
     data_dir: directory of MS-MARCO files; None reads ``$T5RANK_MSMARCO_DIR``
       when the data is read.
     name: task name.
-    list_size: items per training list (None: ``$T5RANK_LIST_SIZE`` or 10).
-    eval_list_size: candidates per validation list (None:
-      ``$T5RANK_EVAL_LIST_SIZE`` or ``list_size``).
+    list_size: items per training list (None: 10).
+    eval_list_size: candidates per validation list (None: ``list_size``).
     eval_chunk_size: when set, each validation list is cut into examples of
       at most this many consecutive candidates (e.g. the ``L`` of
       ``TASK_FEATURE_LENGTHS``), so a top-1000 rerank fits lists of 10; the
       metric fns join a query's examples again (`t5rank.data.metric_fns`).
-    seed: list-building seed (None: ``$T5RANK_LIST_SEED`` or 0).
+    seed: list-building seed.
     spm_path: SentencePiece model (None: ``$T5RANK_SPM_PATH`` or T5's).
     vocabulary: overrides the SentencePiece vocabulary.
     template: item text template.
@@ -167,7 +166,7 @@ def register_t5rank_demo(
     name: str = DEMO_TASK,
     list_size: Optional[int] = None,
     eval_list_size: Optional[int] = None,
-    seed: Optional[int] = None,
+    seed: int = 0,
     vocabulary: Optional[seqio.Vocabulary] = None,
     template: str = preprocessors.DEFAULT_TEMPLATE,
     score_token=None,
@@ -176,7 +175,7 @@ def register_t5rank_demo(
   """Registers the demo task (demo corpus, ByteVocabulary); returns its name.
 
   Options as `register_msmarco_passage_ranking`; ``list_size`` defaults to
-  ``$T5RANK_LIST_SIZE`` or 8. The score token of ByteVocabulary is id 258
+  8. The score token of ByteVocabulary is id 258
   (byte 0xFF, never in UTF-8 text), `preprocessors.BYTE_SCORE_TOKEN_ID`.
   """
   from t5rank.data import demo  # pylint: disable=g-import-not-at-top
@@ -214,7 +213,7 @@ def register_msmarco_qna21_ranking(
     tfds_name: str = QNA_TFDS_NAME,
     tfds_data_dir: Optional[str] = None,
     splits: Sequence[str] = ("train", "validation"),
-    seed: Optional[int] = None,
+    seed: int = 0,
     spm_path: Optional[str] = None,
     vocabulary: Optional[seqio.Vocabulary] = None,
     template: str = preprocessors.DEFAULT_TEMPLATE,
@@ -223,12 +222,10 @@ def register_msmarco_qna21_ranking(
   """Registers the MS-MARCO QnA v2.1 ranking task over TFDS; returns its name.
 
   Each record's passages (about 10) form one list, shuffled per query with
-  ``seed`` (None: ``$T5RANK_LIST_SEED`` or 0 at registration) and cut to the
+  ``seed`` and cut to the
   ``L`` of ``TASK_FEATURE_LENGTHS``. Nothing is downloaded at registration;
   TFDS prepares ``tfds_name`` (in ``tfds_data_dir``) on first use.
   """
-  if seed is None:
-    seed = common.env_int("T5RANK_LIST_SEED", 0)
   common.register_task(
       name,
       source=seqio.TfdsDataSource(tfds_name=tfds_name,
@@ -248,7 +245,7 @@ def register_msmarco_qna21_jsonl(
     *,
     name: str = "msmarco_qna21_jsonl_ranking",
     list_size: Optional[int] = None,
-    seed: Optional[int] = None,
+    seed: int = 0,
     spm_path: Optional[str] = None,
     vocabulary: Optional[seqio.Vocabulary] = None,
     template: str = preprocessors.DEFAULT_TEMPLATE,
@@ -260,9 +257,9 @@ def register_msmarco_qna21_jsonl(
     files: ``{seqio split: path}`` of QnA v2.1 JSON lines (the Hugging Face
       records; see `t5rank.data.qna`).
     name: task name.
-    list_size: the most items per list (None: ``$T5RANK_LIST_SIZE`` or all of
-      the record's passages); training lists keep their selected passages.
-    seed: shuffling seed of training lists (None: ``$T5RANK_LIST_SEED`` or 0).
+    list_size: the most items per list (None: all of the record's
+      passages); training lists keep their selected passages.
+    seed: shuffling seed of training lists.
     spm_path, vocabulary, template, score_token: as
       `register_msmarco_passage_ranking`.
   """
@@ -270,13 +267,9 @@ def register_msmarco_qna21_jsonl(
 
   def lists_fn(split):
     from t5rank.data import qna  # pylint: disable=g-import-not-at-top
-    size = list_size
-    if size is None and os.environ.get("T5RANK_LIST_SIZE"):
-      size = common.env_int("T5RANK_LIST_SIZE", 0)
     return qna.qna_lists(
-        qna.read_qna_jsonl(files[split]), list_size=size,
-        training=split == "train",
-        seed=common.env_int("T5RANK_LIST_SEED", 0) if seed is None else seed)
+        qna.read_qna_jsonl(files[split]), list_size=list_size,
+        training=split == "train", seed=seed)
 
   common.register_list_task(
       name, lists_fn,

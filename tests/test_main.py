@@ -9,10 +9,9 @@ import tempfile
 
 import pytest
 
-from t5rank import gin as t5rank_gin
 from t5rank import main
 
-GIN_DIR = t5rank_gin.gin_dir()
+GIN_DIR = main.gin_dir()
 _BLOCK_T5X = "import sys; sys.modules['t5x'] = None; "
 
 

@@ -143,30 +143,10 @@ def _with_fused_maps(ds: tf.data.Dataset) -> tf.data.Dataset:
   return ds.with_options(options)
 
 
-def _reject_packing(pack: bool, cls_name: str) -> None:
-  if pack:
-    raise ValueError(
-        f"{cls_name} pads lists and does not pack (pack=True). Set "
-        "`utils.DatasetConfig.pack = False` for train and train_eval in gin, "
-        "or use t5rank.data.packing.RankingPackedFeatureConverter.")
-
-
-class RankingEncDecFeatureConverter(seqio.FeatureConverter):
-  """Pads ranking lists for an encoder-decoder model with one decoder step.
-
-  Model features: ``encoder_input_tokens`` ``[L, T]``,
-  ``decoder_input_tokens`` ``[L, 1]`` (zeros), ``decoder_target_tokens``
-  ``[L, 1]``, ``label`` ``[L]``, ``mask`` ``[L]`` (padding items False).
-  """
+class _PaddedListsConverter(seqio.FeatureConverter):
+  """What the padding ranking converters share: task features, constructor."""
 
   TASK_FEATURES = _LIST_TASK_FEATURES
-  MODEL_FEATURES = {
-      "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-      "decoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-      "decoder_target_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-      "label": _Spec(dtype=tf.float32),
-      "mask": _Spec(dtype=tf.bool),
-  }
   PACKING_FEATURE_DTYPES = None
 
   def __init__(self,
@@ -183,12 +163,33 @@ class RankingEncDecFeatureConverter(seqio.FeatureConverter):
         the lengths are checked by `list_and_token_lengths` either way.
       bos_id: the decoder's start id; the decoder input is filled with it.
     """
-    _reject_packing(pack, type(self).__name__)
+    if pack:
+      raise ValueError(
+          f"{type(self).__name__} pads lists and does not pack (pack=True). "
+          "Set `utils.DatasetConfig.pack = False` for train and train_eval in "
+          "gin, or use t5rank.data.packing.RankingPackedFeatureConverter.")
     del apply_length_check  # seqio's check does not handle (L, T) lengths.
     super().__init__(pack=False,
                      use_custom_packing_ops=use_custom_packing_ops,
                      apply_length_check=False,
                      bos_id=bos_id)
+
+
+class RankingEncDecFeatureConverter(_PaddedListsConverter):
+  """Pads ranking lists for an encoder-decoder model with one decoder step.
+
+  Model features: ``encoder_input_tokens`` ``[L, T]``,
+  ``decoder_input_tokens`` ``[L, 1]`` (zeros), ``decoder_target_tokens``
+  ``[L, 1]``, ``label`` ``[L]``, ``mask`` ``[L]`` (padding items False).
+  """
+
+  MODEL_FEATURES = {
+      "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+      "decoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+      "decoder_target_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+      "label": _Spec(dtype=tf.float32),
+      "mask": _Spec(dtype=tf.bool),
+  }
 
   def _convert_features(self, ds: tf.data.Dataset,
                         task_feature_lengths: LengthsType) -> tf.data.Dataset:
@@ -232,7 +233,7 @@ class RankingEncDecFeatureConverter(seqio.FeatureConverter):
     }
 
 
-class RankingEncoderFeatureConverter(seqio.FeatureConverter):
+class RankingEncoderFeatureConverter(_PaddedListsConverter):
   """Pads ranking lists for an encoder-only model (no decoder features).
 
   Model features: ``encoder_input_tokens`` ``[L, T]``, ``label`` ``[L]``,
@@ -240,26 +241,11 @@ class RankingEncoderFeatureConverter(seqio.FeatureConverter):
   same ``TASK_FEATURE_LENGTHS`` and tasks serve both model kinds.
   """
 
-  TASK_FEATURES = _LIST_TASK_FEATURES
   MODEL_FEATURES = {
       "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
       "label": _Spec(dtype=tf.float32),
       "mask": _Spec(dtype=tf.bool),
   }
-  PACKING_FEATURE_DTYPES = None
-
-  def __init__(self,
-               pack: bool = False,
-               use_custom_packing_ops: bool = False,
-               apply_length_check: bool = False,
-               bos_id: int = 0):
-    """Initialises the converter; arguments as `RankingEncDecFeatureConverter`."""
-    _reject_packing(pack, type(self).__name__)
-    del apply_length_check
-    super().__init__(pack=False,
-                     use_custom_packing_ops=use_custom_packing_ops,
-                     apply_length_check=False,
-                     bos_id=bos_id)
 
   def _convert_features(self, ds: tf.data.Dataset,
                         task_feature_lengths: LengthsType) -> tf.data.Dataset:

@@ -529,7 +529,6 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
       raise ValueError(f"lists_per_pack={lists_per_pack} must be positive")
     # seqio's own packing (rank-1 features) is never used: pack=False here.
     super().__init__(pack=False, apply_length_check=False, bos_id=bos_id)
-    self.pack_lists = pack
     self.row_length = row_length
     self.max_segments_per_row = max_segments_per_row
     self.lists_per_pack = lists_per_pack if pack else 1
@@ -688,17 +687,17 @@ def _pad_to(x: tf.Tensor, shape: Sequence[int]) -> tf.Tensor:
   return tf.ensure_shape(tf.pad(x, paddings), shape)
 
 
-def select_feature_converter(pack_lists: bool, packed, unpacked):
-  """`packed` if `pack_lists` else `unpacked`: the gin switch `PACK_LISTS`.
+def select_feature_converter(use_packing: bool, packed, unpacked):
+  """`packed` if `use_packing` else `unpacked`: the gin switch `PACK_LISTS`.
 
   Gin cannot branch, so gin/runs/packed.gin binds a model's
   `feature_converter_cls` to this function's result, with both converter
   classes given as gin references (so their own bindings, e.g. `row_length`,
-  apply) and `pack_lists = %PACK_LISTS`.
+  apply) and `use_packing = %PACK_LISTS`.
 
   >>> select_feature_converter(False, "packed", "padded")
   'padded'
   """
-  if not isinstance(pack_lists, bool):
-    raise TypeError(f"pack_lists={pack_lists!r}: expected True or False")
-  return packed if pack_lists else unpacked
+  if not isinstance(use_packing, bool):
+    raise TypeError(f"use_packing={use_packing!r}: expected True or False")
+  return packed if use_packing else unpacked

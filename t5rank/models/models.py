@@ -14,8 +14,8 @@ the scores back to `[B, L]` and give them to a Rax-convention loss
   (the task's score token, as in Rax's T5X example: `<extra_id_10>` with T5's
   vocabulary), or a fixed `score_token`; with `scoring='monot5'` it is
   `log p(true)` from a log-softmax over the logits of `monot5_tokens` (default
-  `("true", "false")`). Both read only those columns of the output layer
-  (`RankingTransformer.score_tokens`).
+  `("true", "false")`). Both read those columns of T5X's logits
+  (`RankingTransformer.token_logits`).
 * `RankingEncoderModel` (RankT5-Enc): `RankingEncoder` pools the encoder
   states of an item and maps them to one score.
 
@@ -49,6 +49,7 @@ from t5rank.models import network
 from t5rank.models import objective
 from t5rank.models import packed_scores
 from t5rank.models import score_tokens
+from t5rank.ranking import _signatures
 from t5rank.ranking import losses as ranking_losses
 from t5rank.ranking import metrics as ranking_metrics
 
@@ -56,16 +57,6 @@ Array = jnp.ndarray
 PyTree = Any
 
 SCORINGS = ("logit", "monot5")
-# Features whose [B, L, T] (or packed [N, R, T]) shape flattens to 2-D rows.
-_ROW_FEATURES = (
-    "encoder_input_tokens",
-    "decoder_input_tokens",
-    "decoder_target_tokens",
-    "encoder_segment_ids",
-    "decoder_segment_ids",
-    "encoder_positions",
-    "decoder_positions",
-)
 
 
 def _default_metric_fns() -> Mapping[str, objective.MetricFn]:
@@ -73,11 +64,6 @@ def _default_metric_fns() -> Mapping[str, objective.MetricFn]:
       "ndcg@10": functools.partial(ranking_metrics.ndcg_metric, topn=10),
       "mrr@10": functools.partial(ranking_metrics.mrr_metric, topn=10),
   }
-
-
-def _flatten_lists(x: Array) -> Array:
-  """[B, L, ...] -> [B·L, ...], list-major (never mixes lists of two rows)."""
-  return jnp.reshape(x, (x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
 
 
 def _flatten_list_shape(shape: Sequence[int]) -> Tuple[int, ...]:
@@ -105,7 +91,8 @@ class _ListRankingMixin:
     )
     if not callable(self._ranking_loss_fn):
       raise TypeError(f"loss_fn={self._ranking_loss_fn!r} is not callable")
-    self._loss_takes_key = objective.accepts_key(self._ranking_loss_fn)
+    self._loss_takes_key = _signatures.takes_argument(
+        self._ranking_loss_fn, "key")
     self._metric_fns = dict(
         metric_fns if metric_fns is not None else _default_metric_fns()
     )
@@ -265,7 +252,7 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
           Callable[..., seqio.FeatureConverter]
       ] = None,
   ):
-    if not hasattr(module, "score_tokens"):
+    if not hasattr(module, "token_logits"):
       raise TypeError(
           f"module={type(module).__name__} cannot score single tokens; use "
           "t5rank.models.network.RankingTransformer (same parameters as T5X's "
@@ -319,7 +306,7 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
   ) -> flax_scope.FrozenVariableDict:
     """T5X's initialisation with list batches [B, L, T] flattened to [B·L, T]."""
     input_shapes = dict(input_shapes)
-    for name in _ROW_FEATURES:
+    for name in packed_scores.ROW_FEATURES:
       if name in input_shapes and len(input_shapes[name]) == 3:
         input_shapes[name] = _flatten_list_shape(input_shapes[name])
     return super().get_initial_variables(rng, input_shapes, input_types)
@@ -353,7 +340,7 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
       # One decoder step per real item; padding items see nothing.
       valid = jnp.asarray(batch["mask"], jnp.bool_)[..., None]
       decoder_targets = jnp.where(valid, token_ids[0], 0)
-    decoder_targets = _flatten_lists(decoder_targets)
+    decoder_targets = packed_scores.flatten_lists(decoder_targets)
     if token_ids is None:
       # Each item's own target token at step 0: [B·L, 1, 1].
       token_ids = decoder_targets[:, :1, None]
@@ -361,18 +348,18 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
     decoder_inputs = (
         jnp.zeros_like(decoder_targets)
         if decoder_inputs is None
-        else _flatten_lists(decoder_inputs)
+        else packed_scores.flatten_lists(decoder_inputs)
     )
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
     logits = self.module.apply(
         {"params": params},
-        _flatten_lists(tokens),
+        packed_scores.flatten_lists(tokens),
         decoder_inputs,
         decoder_targets,
         jnp.asarray(token_ids, jnp.int32),
         enable_dropout=rngs is not None,
         rngs=rngs,
-        method=self.module.score_tokens,
+        method=self.module.token_logits,
     )  # [B·L, T_dec, K]
     return jnp.reshape(logits[:, 0, :], (batch_size, list_size, -1))
 
@@ -465,7 +452,7 @@ class RankingEncoderModel(_ListRankingMixin, models.BaseTransformerModel):
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
     scores = self.module.apply(
         {"params": params},
-        _flatten_lists(tokens),
+        packed_scores.flatten_lists(tokens),
         enable_dropout=rngs is not None,
         rngs=rngs,
     )  # [B·L, 1]

@@ -1,30 +1,31 @@
-"""T5.1.1 networks for ranking: token-logit scoring and encoder-only scoring.
+"""T5.1.1 networks for ranking, composed from T5X's `Transformer`.
 
-Two Flax modules built from T5X's own T5.1.1 layers
-(`t5x.examples.t5.network` and `t5x.examples.t5.layers`):
+Both modules subclass `t5x.examples.t5.network.Transformer` and keep its
+`setup`, so they declare T5X's own submodules (`token_embedder`, `encoder`,
+`decoder`) under T5X's names: a stock T5X T5.1.1 checkpoint loads unchanged.
+Nothing of T5X's computation is re-written here; the modules call it.
 
-* `RankingTransformer` is T5X's encoder-decoder `Transformer` with the same
-  parameter tree (a stock T5X T5.1.1 checkpoint loads unchanged). Called as
-  usual it returns the full-vocabulary logits, exactly like T5X. Its
-  `score_tokens` method instead returns the logits of a few chosen output
-  tokens only: with `h` the final decoder state (after `decoder_norm` and
-  dropout) and `W` the output projection (`decoder/logits_dense/kernel`, or
-  the shared embedding scaled by `1/sqrt(d_model)` when
-  `logits_via_embedding`), the logit of token `t` is `h · W[:, t]`. The
-  `[items, vocab]` logits are never formed.
-* `RankingEncoder` (RankT5-Enc) is the T5 encoder of the same tree
-  (`token_embedder`, `encoder/...`) followed by pooling and a dense head that
-  gives one score per item, so the encoder part of a T5 checkpoint loads.
+* `RankingTransformer` (RankT5-EncDec, monoT5) is T5X's encoder-decoder
+  unchanged. `token_logits` runs T5X's forward pass and returns the columns of
+  a few output tokens of its full-vocabulary logits. Rankers run one decoder
+  step per item, where that projection is a small part of a step (about
+  `d_model · vocab` multiply-adds per item against the encoder's
+  `length · layers · 12 · d_model²`).
+* `RankingEncoder` (RankT5-Enc) calls T5X's `encode` (embedding, segment
+  masks, encoder stack) and then pools the states of each item and maps them to
+  one score with a dense head (`score_head`). T5X's decoder is declared but
+  never called, so it has no parameters: the tree is `token_embedder`,
+  `encoder` (the encoder half of a T5 checkpoint) and `score_head`.
 
-Both accept T5X packing features (`*_segment_ids`, `*_positions`): several
-items can share one row, attention stays inside an item, and the encoder pools
-per segment. T5 uses relative position biases, so an item packed inside a row
-gets the same hidden states as on a row of its own.
+Both accept T5X's packing features (`*_segment_ids`, `*_positions`): several
+items share one row, attention stays inside an item, and the encoder pools per
+segment. T5 uses relative position biases, so an item packed inside a row gets
+the same hidden states as on a row of its own.
 
-`one_hot_embedding=True` embeds tokens with a one-hot matmul over the
-vocabulary as T5X does (good for TPU partitioning); `False` gathers rows of the
-same table, which is far cheaper on CPU/GPU. Parameters and values are the
-same either way.
+`one_hot_embedding=True` (T5X's choice, good for TPU partitioning) keeps T5X's
+one-hot matmul embedding. `False` intercepts the calls of T5X's `Embed` (with
+`flax.linen.intercept_methods`) and looks the rows up in the same table, which
+is far cheaper on CPU/GPU. Parameters, values and gradients are the same.
 
 Example (a tiny random network)::
 
@@ -35,11 +36,12 @@ Example (a tiny random network)::
   logits = module.apply(variables, tokens, decoder_inputs, decoder_targets,
                         enable_dropout=False)                  # [N, 1, vocab]
   scores = module.apply(variables, tokens, decoder_inputs, decoder_targets,
-                        token_ids=jnp.array([32089]), enable_dropout=False,
-                        method=RankingTransformer.score_tokens)  # [N, 1, 1]
+                        jnp.array([32089]), enable_dropout=False,
+                        method=RankingTransformer.token_logits)  # [N, 1, 1]
   # scores == logits[..., 32089:32090]
 """
 
+import contextlib
 from typing import Optional
 
 from flax import linen as nn
@@ -53,157 +55,51 @@ Array = jnp.ndarray
 POOLINGS = ("first", "mean")
 
 
-def _token_embedder(config: network.T5Config, one_hot: bool) -> layers.Embed:
-  """The shared token embedding exactly as T5X's `Transformer` declares it."""
-  return layers.Embed(
-      num_embeddings=config.vocab_size,
-      features=config.emb_dim,
-      dtype=config.dtype,
-      attend_dtype=jnp.float32,
-      embedding_init=nn.initializers.normal(stddev=1.0),
-      one_hot=one_hot,
-      name="token_embedder",
-  )
+def _look_up_embedding(next_fun, args, kwargs, context):
+  """Method interceptor: T5X's `Embed.__call__` as a row lookup.
+
+  T5X's `Transformer` builds its `Embed` with `one_hot=True`; this gives the
+  rows of the same `embedding` parameter by a gather (the gradient is a
+  scatter-add instead of a `[tokens, vocab]` matmul). Other calls pass on.
+  """
+  embed = context.module
+  is_embedding = isinstance(embed, layers.Embed)
+  if not (is_embedding and context.method_name == "__call__"):
+    return next_fun(*args, **kwargs)
+  (token_ids,) = args
+  rows = jnp.take(embed.embedding, token_ids, axis=0, mode="clip")
+  return rows.astype(embed.dtype)
 
 
-def encoder_attention_mask(
-    encoder_input_tokens: Array,
-    encoder_segment_ids: Optional[Array] = None,
-    dtype=jnp.float32,
-) -> Array:
-  """Self-attention mask of the encoder: non-pad tokens of the same segment.
+def _embedding_mode(one_hot: bool):
+  """Context in which T5X's modules embed one-hot (as built) or by lookup."""
+  if one_hot:
+    return contextlib.nullcontext()
+  return nn.intercept_methods(_look_up_embedding)
 
-  Same mask as `t5x.examples.t5.network.Transformer.encode` builds.
+
+def columns(logits: Array, token_ids: Array) -> Array:
+  """The logits of `token_ids`: `[..., vocab] -> [..., K]`, float32.
 
   Args:
-    encoder_input_tokens: int [N, T], 0 is padding.
-    encoder_segment_ids: optional int [N, T] for packed rows.
-    dtype: dtype of the mask.
+    logits: `[..., vocab]`.
+    token_ids: int `[K]` (the same tokens everywhere) or int `[..., K]` with
+      the leading shape of `logits` (per position, e.g. each item's own
+      target token).
 
   Returns:
-    [N, 1, T, T] mask, 1 where query and key may attend.
+    float32 `[..., K]`.
+
+  >>> columns(jnp.array([[0., 1., 2.], [3., 4., 5.]]), jnp.array([2, 0]))
+  Array([[2., 0.],
+         [5., 3.]], dtype=float32)
   """
-  mask = layers.make_attention_mask(
-      encoder_input_tokens > 0, encoder_input_tokens > 0, dtype=dtype
-  )
-  if encoder_segment_ids is not None:
-    mask = layers.combine_masks(
-        mask,
-        layers.make_attention_mask(
-            encoder_segment_ids, encoder_segment_ids, jnp.equal, dtype=dtype
-        ),
-    )
-  return mask
-
-
-def _logits_of_rows(y: Array, rows: Array) -> Array:
-  """Logits of chosen output rows `[..., K, d]` (or shared `[K, d]`) for `y`."""
-  y = jnp.asarray(y, jnp.float32)
-  rows = jnp.asarray(rows, jnp.float32)
-  if rows.ndim == 2:
-    return jnp.dot(y, rows.T)
-  return jnp.einsum("...d,...kd->...k", y, rows)
-
-
-class _OutputProjection(nn.Module):
-  """T5X's `logits_dense` (a bias-free [d_model, vocab] kernel), by columns.
-
-  Declares the parameter `kernel` exactly as `layers.DenseGeneral(vocab_size,
-  kernel_axes=('embed', 'vocab'))` does, so the tree and initialisation are
-  T5X's. Called with `token_ids` it multiplies by those columns only.
-  """
-
-  vocab_size: int
-  kernel_init: layers.Initializer = nn.initializers.variance_scaling(
-      1.0, "fan_in", "truncated_normal"
-  )
-
-  @nn.compact
-  def __call__(self, inputs: Array, token_ids: Optional[Array] = None) -> Array:
-    kernel = partitioning.param_with_axes(
-        "kernel",
-        self.kernel_init,
-        (inputs.shape[-1], self.vocab_size),
-        jnp.float32,
-        axes=("embed", "vocab"),
-    )
-    if token_ids is None:
-      return jnp.dot(jnp.asarray(inputs, jnp.float32), kernel)
-    return _logits_of_rows(inputs, jnp.take(kernel.T, token_ids, axis=0))
-
-
-class RankingDecoder(network.Decoder):
-  """T5X's T5.1.1 `Decoder` that can also stop at the chosen output tokens.
-
-  Same submodules and parameter names as `network.Decoder`. Extra arguments:
-  `token_ids` returns the logits of those tokens only, [N, T, K]: int [K] for
-  the same tokens at every position, or int [N, T, K] per position;
-  `return_hidden=True` returns the final state `h` [N, T, d_model] (after
-  `decoder_norm` and dropout) instead of logits.
-  """
-
-  @nn.compact
-  def __call__(
-      self,
-      encoded,
-      decoder_input_tokens,
-      decoder_positions=None,
-      decoder_mask=None,
-      encoder_decoder_mask=None,
-      deterministic=False,
-      decode=False,
-      max_decode_length=None,
-      token_ids: Optional[Array] = None,
-      return_hidden: bool = False,
-  ):
-    cfg = self.config
-    if decoder_input_tokens.ndim != 2:
-      raise ValueError(
-          "decoder_input_tokens must be [batch, length]; got shape "
-          f"{decoder_input_tokens.shape}"
-      )
-    rel_emb = layers.RelativePositionBiases(
-        num_buckets=32,
-        max_distance=128,
-        num_heads=cfg.num_heads,
-        dtype=cfg.dtype,
-        embedding_init=nn.initializers.variance_scaling(
-            1.0, "fan_avg", "uniform"
-        ),
-        name="relpos_bias",
-    )
-    y = self.shared_embedding(decoder_input_tokens.astype("int32"))
-    y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(
-        y, deterministic=deterministic
-    )
-    y = y.astype(cfg.dtype)
-    for lyr in range(cfg.num_decoder_layers):
-      y = network.DecoderLayer(
-          config=cfg, relative_embedding=rel_emb, name=f"layers_{lyr}"
-      )(
-          y,
-          encoded,
-          decoder_mask=decoder_mask,
-          encoder_decoder_mask=encoder_decoder_mask,
-          deterministic=deterministic,
-          decode=decode,
-          max_decode_length=max_decode_length,
-      )
-    y = layers.LayerNorm(dtype=cfg.dtype, name="decoder_norm")(y)
-    y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(
-        y, deterministic=deterministic
-    )
-    if return_hidden:
-      return y
-
-    if cfg.logits_via_embedding:
-      if token_ids is None:
-        logits = self.shared_embedding.attend(y)
-      else:
-        rows = jnp.take(self.shared_embedding.embedding, token_ids, axis=0)
-        logits = _logits_of_rows(y, rows)
-      return logits / jnp.sqrt(y.shape[-1])
-    return _OutputProjection(cfg.vocab_size, name="logits_dense")(y, token_ids)
+  token_ids = jnp.asarray(token_ids, jnp.int32)
+  if token_ids.ndim == 1:
+    picked = jnp.take(logits, token_ids, axis=-1)
+  else:
+    picked = jnp.take_along_axis(logits, token_ids, axis=-1)
+  return jnp.asarray(picked, jnp.float32)
 
 
 class RankingTransformer(network.Transformer):
@@ -211,112 +107,43 @@ class RankingTransformer(network.Transformer):
 
   Attributes:
     config: T5X's `network.T5Config`.
-    one_hot_embedding: True embeds by a one-hot matmul (T5X, TPU); False by a
+    one_hot_embedding: True embeds by T5X's one-hot matmul (TPU); False by a
       table lookup (same parameters and values, faster on CPU/GPU).
 
-  `__call__`, `encode` and `decode` behave as T5X's (full-vocabulary logits);
-  `score_tokens` and `decode(..., token_ids=...)` return chosen columns only.
+  `__call__`, `encode` and `decode` are T5X's (full-vocabulary logits), run
+  with the chosen embedding; `token_logits` returns chosen columns.
   """
 
   one_hot_embedding: bool = True
 
-  def setup(self):
-    cfg = self.config
-    self.shared_embedding = _token_embedder(cfg, self.one_hot_embedding)
-    self.encoder = network.Encoder(
-        config=cfg, shared_embedding=self.shared_embedding
-    )
-    self.decoder = RankingDecoder(
-        config=cfg, shared_embedding=self.shared_embedding
-    )
+  def __call__(self, *args, **kwargs):
+    with _embedding_mode(self.one_hot_embedding):
+      return super().__call__(*args, **kwargs)
 
-  def decode(
-      self,
-      encoded,
-      encoder_input_tokens,
-      decoder_input_tokens,
-      decoder_target_tokens,
-      encoder_segment_ids=None,
-      decoder_segment_ids=None,
-      decoder_positions=None,
-      enable_dropout=True,
-      decode=False,
-      max_decode_length=None,
-      token_ids: Optional[Array] = None,
-      return_hidden: bool = False,
-  ):
-    """T5X's `Transformer.decode`, optionally for `token_ids` or the state."""
-    cfg = self.config
-    if decode:
-      if token_ids is not None or return_hidden:
-        raise ValueError(
-            "token_ids/return_hidden are for scoring, not for decode=True"
-        )
-      return super().decode(
-          encoded,
-          encoder_input_tokens,
-          decoder_input_tokens,
-          decoder_target_tokens,
-          encoder_segment_ids=encoder_segment_ids,
-          decoder_segment_ids=decoder_segment_ids,
-          decoder_positions=decoder_positions,
-          enable_dropout=enable_dropout,
-          decode=decode,
-          max_decode_length=max_decode_length,
-      )
-    decoder_mask = layers.make_decoder_mask(
-        decoder_target_tokens=decoder_target_tokens,
-        dtype=cfg.dtype,
-        decoder_segment_ids=decoder_segment_ids,
-    )
-    encoder_decoder_mask = layers.make_attention_mask(
-        decoder_target_tokens > 0, encoder_input_tokens > 0, dtype=cfg.dtype
-    )
-    if encoder_segment_ids is not None:
-      if decoder_segment_ids is None:
-        raise ValueError(
-            "encoder_segment_ids is given but decoder_segment_ids is None; "
-            "packed rows need both"
-        )
-      encoder_decoder_mask = layers.combine_masks(
-          encoder_decoder_mask,
-          layers.make_attention_mask(
-              decoder_segment_ids,
-              encoder_segment_ids,
-              jnp.equal,
-              dtype=cfg.dtype,
-          ),
-      )
-    return self.decoder(
-        encoded,
-        decoder_input_tokens=decoder_input_tokens,
-        decoder_positions=decoder_positions,
-        decoder_mask=decoder_mask,
-        encoder_decoder_mask=encoder_decoder_mask,
-        deterministic=not enable_dropout,
-        token_ids=token_ids,
-        return_hidden=return_hidden,
-    )
+  def encode(self, *args, **kwargs):
+    with _embedding_mode(self.one_hot_embedding):
+      return super().encode(*args, **kwargs)
 
-  def score_tokens(
+  def decode(self, *args, **kwargs):
+    with _embedding_mode(self.one_hot_embedding):
+      return super().decode(*args, **kwargs)
+
+  def token_logits(
       self,
-      encoder_input_tokens,
-      decoder_input_tokens,
-      decoder_target_tokens,
+      encoder_input_tokens: Array,
+      decoder_input_tokens: Array,
+      decoder_target_tokens: Array,
       token_ids: Array,
-      encoder_segment_ids=None,
-      decoder_segment_ids=None,
-      encoder_positions=None,
-      decoder_positions=None,
       *,
       enable_dropout: bool = True,
+      **packing: Array,
   ) -> Array:
     """Logits of `token_ids` at every decoder position: [N, T_dec, K].
 
-    Equal to `self(...)[..., token_ids]` without computing the other columns.
-    A decoder position whose `decoder_target_tokens` is 0 sees neither itself
-    nor the encoder (T5X's padding masks), so its values are meaningless and
-    should be masked by the caller.
+    `columns(self(...), token_ids)`: T5X's forward pass, then the chosen
+    columns. A decoder position whose `decoder_target_tokens` is 0 sees
+    neither itself nor the encoder (T5X's padding masks), so its values are
+    meaningless and should be masked by the caller.
 
     Args:
       encoder_input_tokens: int [N, T_enc].
@@ -325,33 +152,17 @@ class RankingTransformer(network.Transformer):
       token_ids: output-vocabulary ids to score: int [K] (the same at every
         position) or int [N, T_dec, K] (per position, e.g. each item's own
         target token).
-      encoder_segment_ids: packing, as T5X.
-      decoder_segment_ids: packing, as T5X.
-      encoder_positions: accepted for T5X's packing features; unused (T5 has
-        relative positions).
-      decoder_positions: packing, as T5X.
       enable_dropout: training mode.
+      **packing: T5X's packing features (`encoder_segment_ids`,
+        `decoder_segment_ids`, `encoder_positions`, `decoder_positions`).
 
     Returns:
       float32 [N, T_dec, K].
     """
-    del encoder_positions  # Relative position biases need no positions.
-    encoded = self.encode(
-        encoder_input_tokens,
-        encoder_segment_ids=encoder_segment_ids,
-        enable_dropout=enable_dropout,
-    )
-    return self.decode(
-        encoded,
-        encoder_input_tokens,
-        decoder_input_tokens,
-        decoder_target_tokens,
-        encoder_segment_ids=encoder_segment_ids,
-        decoder_segment_ids=decoder_segment_ids,
-        decoder_positions=decoder_positions,
-        enable_dropout=enable_dropout,
-        token_ids=jnp.asarray(token_ids, jnp.int32),
-    )
+    logits = self(
+        encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+        enable_dropout=enable_dropout, **packing)
+    return columns(logits, token_ids)
 
 
 def pool_segments(
@@ -418,11 +229,12 @@ class _ScoreHead(nn.Module):
     return jnp.dot(jnp.asarray(pooled, jnp.float32), kernel) + bias
 
 
-class RankingEncoder(nn.Module):
+class RankingEncoder(network.Transformer):
   """RankT5-Enc: T5.1.1 encoder, pooling, dense head -> one score per item.
 
-  Parameters: `token_embedder/embedding` and `encoder/...` exactly as in T5X's
-  `Transformer` (so the encoder half of a T5 checkpoint loads), plus
+  T5X's `Transformer` with its `encode` only: parameters
+  `token_embedder/embedding` and `encoder/...` exactly as T5X's (so the
+  encoder half of a T5 checkpoint loads), plus
   `score_head/{kernel [d_model], bias []}`.
 
   Attributes:
@@ -432,17 +244,13 @@ class RankingEncoder(nn.Module):
     one_hot_embedding: as in `RankingTransformer`.
   """
 
-  config: network.T5Config
   pooling: str = "first"
   one_hot_embedding: bool = True
 
   def setup(self):
     if self.pooling not in POOLINGS:
       raise ValueError(f"pooling={self.pooling!r}; expected one of {POOLINGS}")
-    self.shared_embedding = _token_embedder(self.config, self.one_hot_embedding)
-    self.encoder = network.Encoder(
-        config=self.config, shared_embedding=self.shared_embedding
-    )
+    super().setup()
     self.score_head = _ScoreHead()
 
   def __call__(
@@ -458,35 +266,32 @@ class RankingEncoder(nn.Module):
 
     Unpacked rows (no segment ids): one item per row, `num_segments` must be
     1, result [R, 1]. Packed rows: `encoder_segment_ids` and
-    `encoder_positions` as T5X packs them; slot `s - 1` scores segment `s`.
+    `encoder_positions` as T5X packs them; slot `s - 1` scores segment `s`
+    (an empty slot pools to zeros and scores the head's bias).
     """
-    if encoder_input_tokens.ndim != 2:
+    tokens = encoder_input_tokens
+    if tokens.ndim != 2:
       raise ValueError(
           "encoder_input_tokens must be [rows, length]; got shape "
-          f"{encoder_input_tokens.shape}"
-      )
-    tokens = encoder_input_tokens
-    mask = encoder_attention_mask(tokens, encoder_segment_ids, self.config.dtype)
-    encoded = self.encoder(tokens, mask, deterministic=not enable_dropout)
+          f"{tokens.shape}")
     if encoder_segment_ids is None:
       if num_segments != 1:
         raise ValueError(
             f"num_segments={num_segments} needs encoder_segment_ids"
         )
-      encoder_segment_ids = (tokens > 0).astype(jnp.int32)
-      encoder_positions = jnp.broadcast_to(
+      segments = (tokens > 0).astype(jnp.int32)
+      positions = jnp.broadcast_to(
           jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape
       )
     elif encoder_positions is None:
       raise ValueError("packed rows need encoder_positions with segment ids")
     else:
       # Padding tokens carry segment id 0 in T5X packing; be explicit anyway.
-      encoder_segment_ids = jnp.where(tokens > 0, encoder_segment_ids, 0)
+      segments = jnp.where(tokens > 0, encoder_segment_ids, 0)
+      positions = encoder_positions
+    with _embedding_mode(self.one_hot_embedding):
+      encoded = self.encode(
+          tokens, encoder_segment_ids, enable_dropout=enable_dropout)
     pooled = pool_segments(
-        encoded,
-        encoder_segment_ids,
-        encoder_positions,
-        num_segments,
-        self.pooling,
-    )
+        encoded, segments, positions, num_segments, self.pooling)
     return self.score_head(pooled)

@@ -14,8 +14,9 @@ on the same objective:
   losses this is the mean per-list loss; for pairwise and pointwise losses it
   is the per-list sum of pair or item losses, averaged over lists. There is
   no other normalising constant.
-* A `key` is passed only to losses whose signature takes one
-  (`accepts_key`), so Rax losses without `key` work unchanged and
+* A `key` is passed only to losses whose signature names one
+  (`t5rank.ranking._signatures.takes_argument`, as the t12n transformations
+  decide), so Rax losses without `key` work unchanged and
   `gumbel_t12n(...)` or ListMLE get their randomness.
 
 >>> import jax.numpy as jnp
@@ -29,7 +30,6 @@ on the same objective:
 4.0 [ True False  True]
 """
 
-import inspect
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from clu import metrics as clu_metrics
@@ -37,33 +37,11 @@ import jax
 import jax.numpy as jnp
 from t5x import metrics as metrics_lib
 
+from t5rank.ranking import _signatures
+
 Array = jnp.ndarray
 LossFn = Callable[..., Array]
 MetricFn = Callable[..., Array]
-
-
-def accepts_key(fn: Callable[..., Any]) -> bool:
-  """True when `fn(scores, labels, key=...)` binds (as Rax's t12n checks).
-
-  Reads the signature once; functions wrapped with `functools.wraps` report
-  their wrapped signature, which Rax and t5rank transformations extend with
-  `key` when they add one.
-
-  >>> import functools
-  >>> def plain(scores, labels, *, where=None): ...
-  >>> def random(scores, labels, *, where=None, key=None): ...
-  >>> accepts_key(plain), accepts_key(functools.partial(random, where=None))
-  (False, True)
-  """
-  try:
-    signature = inspect.signature(fn)
-  except (TypeError, ValueError):
-    return False
-  try:
-    signature.bind_partial(None, None, key=None)
-  except TypeError:
-    return False
-  return True
 
 
 def counted_lists(
@@ -110,7 +88,7 @@ def list_loss(
       exclude_lists_without_positive=exclude_lists_without_positive,
   )
   kwargs = {"where": mask & counts[..., None], "reduce_fn": jnp.sum}
-  if key is not None and accepts_key(loss_fn):
+  if key is not None and _signatures.takes_argument(loss_fn, "key"):
     kwargs["key"] = key
   # Items outside `where` may hold any finite value; zero them so that even a
   # loss that forgets `where` cannot see padding scores.

@@ -9,7 +9,7 @@ token per segment) and list features `item_row`, `item_segment`, `label`,
 1. runs the network on the rows, flattened pack-major to `[N·R, ...]`
    (`flatten_rows`), which keeps the data-parallel split of `N`;
 2. computes one value per segment slot, `[N, R, S, ...]` (the decoder output
-   of column `s`, or the pooled encoder states of segment `s + 1`);
+   of column `s`, or the encoder head's score of segment `s + 1`);
 3. gathers each list slot's value with `gather_items` into `[N, G, L, ...]`:
    the index of a slot only points inside its own pack, so the gather is a
    batched gather over `N` and stays on each device;
@@ -17,9 +17,10 @@ token per segment) and list features `item_row`, `item_segment`, `label`,
    metrics. Padded slots (`mask` False) hold some real value and are masked.
 
 `token_logits` (enc-dec: the score-token logits of each item's decoder
-column) and `encoder_scores` (encoder-only: each item's tokens pooled by
-`pool_items`, then the dense head) run these steps for the T5X models
-(`RankingEncDecModel` / `RankingEncoderModel` call them when `is_packed`).
+column) and `encoder_scores` (encoder-only: the module's pooling and head for
+each segment slot) run these steps for the T5X models (`RankingEncDecModel` /
+`RankingEncoderModel` call them when `is_packed`). The network call is the
+one the unpacked path makes, with T5X's packing features added.
 
 >>> import jax.numpy as jnp
 >>> scores = jnp.array([[[1., 2.], [3., 0.]]])      # [N=1, R=2, S=2]
@@ -34,15 +35,16 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from t5rank.models import network
-
 Array = jnp.ndarray
 PyTree = Any
 
-ROW_FEATURES = (
+_ENCODER_FEATURES = (
     "encoder_input_tokens",
     "encoder_segment_ids",
     "encoder_positions",
+)
+# Features whose `[N, R, X]` (or unpacked `[B, L, X]`) arrays hold rows.
+ROW_FEATURES = _ENCODER_FEATURES + (
     "decoder_input_tokens",
     "decoder_target_tokens",
     "decoder_segment_ids",
@@ -88,56 +90,13 @@ def gather_items(segment_values: Array, item_row: Array,
 
 
 def flatten_lists(x: Array) -> Array:
-  """`[N, G, L, ...] -> [N·G, L, ...]`: packs of lists to a batch of lists."""
-  return jnp.reshape(x, (-1,) + tuple(x.shape[2:]))
+  """The first two axes as one, major first: `[N, G, ...] -> [N·G, ...]`.
 
-
-def pool_items(encoded: Array, segment_ids: Array, positions: Array,
-               item_row: Array, item_segment: Array, pooling: str) -> Array:
-  """Pools each list slot's tokens: `[N, R, T, d] -> [N, G, L, d]`.
-
-  The item of slot `[n, g, l]` is the set of tokens `t` of row
-  `r = item_row[n, g, l]` with `segment_ids[n, r, t] == item_segment[n, g,
-  l]`. 'first' takes the state of its token at position 0, 'mean' averages
-  its tokens (as `network.pool_segments` does for one item per row). A slot
-  whose segment has no tokens pools to zeros, never NaN. The pooling weights
-  are `[N, G·L, R, T]`, so no per-item copy of the states is made.
-
-  Args:
-    encoded: `[N, R, T, d]` encoder states of the packed rows.
-    segment_ids: int `[N, R, T]`, 1-based, 0 = padding.
-    positions: int `[N, R, T]`, position of each token inside its item.
-    item_row: int `[N, G, L]`.
-    item_segment: int `[N, G, L]`.
-    pooling: 'first' or 'mean'.
-
-  Returns:
-    float32 `[N, G, L, d]`.
-
-  >>> states = jnp.array([[[[1.], [3.], [5.], [0.]]]])  # [N=1, R=1, T=4, 1]
-  >>> seg, pos = jnp.array([[[1, 1, 2, 0]]]), jnp.array([[[0, 1, 0, 0]]])
-  >>> row, item = jnp.array([[[0, 0]]]), jnp.array([[[2, 1]]])
-  >>> pool_items(states, seg, pos, row, item, "mean")[..., 0]
-  Array([[[5., 2.]]], dtype=float32)
+  Packs of lists `[N, G, L]` become a batch of lists `[N·G, L]`; lists of
+  items `[B, L, T]` become rows `[B·L, T]`. Nothing of two entries of the
+  first axis is mixed, so a data-parallel split of `N` (or `B`) stays one.
   """
-  if pooling not in network.POOLINGS:
-    raise ValueError(
-        f"pooling={pooling!r}; expected one of {network.POOLINGS}")
-  num_packs, rows = segment_ids.shape[:2]
-  slots = jnp.reshape(item_row, (num_packs, -1))  # [N, G·L]
-  wanted = jnp.reshape(item_segment, (num_packs, -1))
-  on_row = slots[:, :, None] == jnp.arange(rows)[None, None, :]  # [N, I, R]
-  member = (on_row[..., None]
-            & (segment_ids[:, None] == wanted[:, :, None, None]))  # [N,I,R,T]
-  if pooling == "first":
-    member = member & (positions[:, None] == 0)
-  weights = member.astype(jnp.float32)
-  if pooling == "mean":
-    weights = weights / jnp.maximum(
-        weights.sum((-2, -1), keepdims=True), 1.0)
-  pooled = jnp.einsum("nirt,nrtd->nid", weights,
-                      jnp.asarray(encoded, jnp.float32))
-  return jnp.reshape(pooled, item_row.shape + encoded.shape[-1:])
+  return jnp.reshape(x, (-1,) + tuple(x.shape[2:]))
 
 
 def _rngs(dropout_rng: Optional[Array]):
@@ -162,7 +121,7 @@ def token_logits(module, params: PyTree, batch: Mapping[str, Array],
                  dropout_rng: Optional[Array] = None) -> Array:
   """Enc-dec: logits of the score token(s) of every list slot, `[N·G, L, K]`.
 
-  Runs `module.score_tokens` (a `network.RankingTransformer`) on the rows
+  Runs `module.token_logits` (a `network.RankingTransformer`) on the rows
   `[N·R, ...]` with T5X's packing features; decoder column `s` of a row is
   the one decoder step of its segment `s + 1`. Then `gather_items` and
   `flatten_lists`.
@@ -198,36 +157,23 @@ def token_logits(module, params: PyTree, batch: Mapping[str, Array],
       decoder_positions=rows["decoder_positions"],
       enable_dropout=rngs is not None,
       rngs=rngs,
-      method=module.score_tokens,
+      method=module.token_logits,
   )  # [N·R, S, K]
   logits = jnp.reshape(logits, (num_packs, num_rows) + logits.shape[1:])
   return flatten_lists(
       gather_items(logits, batch["item_row"], batch["item_segment"]))
 
 
-def _encoder_item_scores(module, tokens, segment_ids, positions, item_row,
-                         item_segment, *, enable_dropout):
-  """`RankingEncoder`'s encoder and head around `pool_items` (packed rows)."""
-  num_packs, num_rows, length = tokens.shape
-  flat = jnp.reshape(tokens, (-1, length))
-  segment_ids = jnp.where(tokens > 0, segment_ids, 0)
-  mask = network.encoder_attention_mask(
-      flat, jnp.reshape(segment_ids, (-1, length)), module.config.dtype)
-  encoded = module.encoder(flat, mask, deterministic=not enable_dropout)
-  encoded = jnp.reshape(encoded, (num_packs, num_rows) + encoded.shape[1:])
-  pooled = pool_items(encoded, segment_ids, positions, item_row,
-                      item_segment, module.pooling)
-  return module.score_head(pooled)
-
-
 def encoder_scores(module, params: PyTree, batch: Mapping[str, Array],
                    dropout_rng: Optional[Array] = None) -> Array:
   """Encoder-only: one score per list slot, `[N·G, L]`.
 
-  Encodes the rows `[N·R, T]` with the segment mask (an item attends only to
-  itself), pools each slot's item with `pool_items` (the module's pooling)
-  and applies the module's dense head: the same parameters and, for every
-  real item, the same score as the item alone on an unpadded row.
+  Runs the module (a `network.RankingEncoder`) on the rows `[N·R, T]` with
+  their packing features: T5X's segment mask keeps each item to itself, and
+  the module pools and scores every segment slot of a row, `[N·R, S]` with
+  `S = min(T, G·L)` (a row holds at most that many items). Then
+  `gather_items` and `flatten_lists`, as `token_logits`. Every real item gets
+  the same score as alone on an unpadded row.
 
   Args:
     module: a `network.RankingEncoder`.
@@ -238,18 +184,21 @@ def encoder_scores(module, params: PyTree, batch: Mapping[str, Array],
   Returns:
     float32 `[N·G, L]`.
   """
-  names = ("encoder_input_tokens", "encoder_segment_ids", "encoder_positions",
-           "item_row", "item_segment")
-  _check_packed(batch, names)
+  _check_packed(batch, _ENCODER_FEATURES + ("item_row", "item_segment"))
+  rows = flatten_rows(batch)
+  num_packs, num_rows, length = batch["encoder_input_tokens"].shape
+  item_row = batch["item_row"]
+  num_segments = min(length, item_row.shape[1] * item_row.shape[2])
   rngs = _rngs(dropout_rng)
   scores = module.apply(
       {"params": params},
-      *(batch[n] for n in names),
+      *(rows[name] for name in _ENCODER_FEATURES),
+      num_segments=num_segments,
       enable_dropout=rngs is not None,
       rngs=rngs,
-      method=_encoder_item_scores,
-  )  # [N, G, L]
-  return flatten_lists(scores)
+  )  # [N·R, S]
+  scores = jnp.reshape(scores, (num_packs, num_rows, num_segments))
+  return flatten_lists(gather_items(scores, item_row, batch["item_segment"]))
 
 
 def packing_metrics(batch: Mapping[str, Array]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ breaking and empty-list handling behave the same everywhere:
 """
 
 import functools
-import inspect
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import jax
@@ -934,15 +933,3 @@ def wraps(wrapped: Callable[..., Any], namestr: str = "{fun}",
     fun.__wrapped__ = wrapped
     return fun
   return decorator
-
-
-def accepts_kwarg(fn: Callable[..., Any], name: str) -> bool:
-  """Whether ``fn`` accepts the keyword argument ``name``."""
-  try:
-    parameters = inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    return True
-  if name in parameters:
-    return parameters[name].kind != inspect.Parameter.POSITIONAL_ONLY
-  return any(p.kind == inspect.Parameter.VAR_KEYWORD
-             for p in parameters.values())

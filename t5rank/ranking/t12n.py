@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from t5rank.ranking import _signatures
 from t5rank.ranking import _utils
 from t5rank.ranking import metrics
 from t5rank.ranking import types
@@ -50,17 +51,6 @@ Array = types.Array
 LossFn = types.LossFn
 MetricFn = types.MetricFn
 LossOrMetricFn = TypeVar("LossOrMetricFn", LossFn, MetricFn)
-
-
-def _parameters(fn) -> dict:
-  try:
-    return dict(inspect.signature(fn).parameters)
-  except (TypeError, ValueError):
-    return {}
-
-
-def _has_parameter(fn, name: str) -> bool:
-  return name in _parameters(fn)
 
 
 def _with_signature(fn, wrapped, add=(), remove=()):
@@ -92,9 +82,9 @@ def _sanitize_masked(scores, where):
 def _metric_to_loss(metric_fn, rank_fn, cutoff_fn, namestr, docstr):
   """-metric with the given rank/cutoff functions as defaults."""
   defaults = {}
-  if _has_parameter(metric_fn, "rank_fn"):
+  if _signatures.takes_argument(metric_fn, "rank_fn"):
     defaults["rank_fn"] = rank_fn
-  if _has_parameter(metric_fn, "cutoff_fn"):
+  if _signatures.takes_argument(metric_fn, "cutoff_fn"):
     defaults["cutoff_fn"] = cutoff_fn
 
   @_utils.wraps(metric_fn, namestr, docstr)
@@ -216,7 +206,7 @@ def gumbel_t12n(
   if samples < 1:
     raise ValueError(f"gumbel_t12n: samples must be >= 1, got "
                      f"samples={samples}.")
-  passes_key = _has_parameter(loss_or_metric_fn, "key")
+  passes_key = _signatures.takes_argument(loss_or_metric_fn, "key")
   name = "gumbel_" + _utils.fun_name(loss_or_metric_fn)
 
   @_utils.wraps(loss_or_metric_fn, "gumbel_{fun}",
@@ -272,7 +262,7 @@ def segment_t12n(loss_or_metric_fn: LossOrMetricFn) -> LossOrMetricFn:
   Returns:
     ``segment_<name>`` (or the function itself if it supports segments).
   """
-  if _has_parameter(loss_or_metric_fn, "segments"):
+  if _signatures.takes_argument(loss_or_metric_fn, "segments"):
     return loss_or_metric_fn
 
   def expand(a):
@@ -510,9 +500,9 @@ def neuralsort_t12n(
       return top
 
     defaults = {}
-    if _has_parameter(metric_fn, "rank_fn"):
+    if _signatures.takes_argument(metric_fn, "rank_fn"):
       defaults["rank_fn"] = rank_fn
-    if _has_parameter(metric_fn, "cutoff_fn"):
+    if _signatures.takes_argument(metric_fn, "cutoff_fn"):
       defaults["cutoff_fn"] = cutoff_fn
     return -metric_fn(scores, labels, **{**defaults, **kwargs})
 

@@ -236,13 +236,14 @@ def test_passage_task_reads_msmarco_files_into_sentencepiece_batches(tmp_path):
     seqio.TaskRegistry.remove(name)
 
 
-def test_passage_task_reads_its_directory_and_list_size_from_env(
+def test_passage_task_reads_its_directory_from_env_and_list_size_from_args(
     tmp_path, monkeypatch):
   _write_msmarco(str(tmp_path))
   monkeypatch.setenv("T5RANK_MSMARCO_DIR", str(tmp_path))
-  monkeypatch.setenv("T5RANK_LIST_SIZE", "3")
+  monkeypatch.setenv("T5RANK_LIST_SIZE", "5")  # no longer read: gin only
   name = t5rank.tasks.register_msmarco_passage_ranking(
-      name="t5rank_test_env_passages", vocabulary=seqio.ByteVocabulary())
+      name="t5rank_test_env_passages", list_size=3,
+      vocabulary=seqio.ByteVocabulary())
   try:
     task = seqio.get_mixture_or_task(name)
     lists = list(task.get_dataset(None, split="train",

@@ -29,13 +29,12 @@ from t5x import gin_utils
 from t5x import train as t5x_train
 from t5x import utils as t5x_utils
 
-from t5rank import gin as t5rank_gin
 from t5rank import main
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 pytestmark = pytest.mark.slow
 
-GIN_DIR = t5rank_gin.gin_dir()
+GIN_DIR = main.gin_dir()
 T5X_SEARCH_PATH = os.path.dirname(os.path.dirname(os.path.abspath(
     t5x_train.__file__)))
 TASK = "t5rank_demo"

@@ -33,11 +33,11 @@ from t5x import partitioning
 from t5x import train as t5x_train
 from t5x import utils as t5x_utils
 
-from t5rank import gin as t5rank_gin
+from t5rank import main
 import t5rank.models
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-GIN_DIR = t5rank_gin.gin_dir()
+GIN_DIR = main.gin_dir()
 # T5X resolves 't5x/...' includes against the folder holding its package.
 T5X_SEARCH_PATH = os.path.dirname(os.path.dirname(os.path.abspath(
     t5x_train.__file__)))

@@ -20,13 +20,13 @@ import gin
 from t5x import gin_utils
 from t5x import train as t5x_train
 
-from t5rank import gin as t5rank_gin
+from t5rank import main
 from t5rank.data import feature_converters
 from t5rank.data import packing
 import t5rank.models
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-GIN_DIR = t5rank_gin.gin_dir()
+GIN_DIR = main.gin_dir()
 T5X_SEARCH_PATH = os.path.dirname(os.path.dirname(os.path.abspath(
     t5x_train.__file__)))
 TASK_LENGTHS = {"inputs": (8, 160), "targets": (8, 1), "label": (8,),

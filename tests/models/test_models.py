@@ -26,6 +26,7 @@ from t5rank.data import feature_converters
 from t5rank.models import RankingEncDecModel
 from t5rank.models import RankingEncoderModel
 from t5rank.models import network
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 VOCAB = seqio.ByteVocabulary(extra_ids=20)  # 279 ids; <extra_id_10> = 268
 TARGET = 258  # what t5rank's tasks put in `targets` for ByteVocabulary
@@ -34,17 +35,7 @@ METRIC_FNS = {
     "ndcg@10": functools.partial(rax.ndcg_metric, topn=10),
     "mrr@10": functools.partial(rax.mrr_metric, topn=10),
 }
-CONFIG = t5x_network.T5Config(
-    vocab_size=384,
-    emb_dim=32,
-    num_heads=2,
-    num_encoder_layers=2,
-    num_decoder_layers=2,
-    head_dim=16,
-    mlp_dim=64,
-    mlp_activations=("gelu", "linear"),
-    dropout_rate=0.0,
-)
+CONFIG = tiny_t5.config()
 
 
 def _batch(seed=0, labels=None, mask=None):

@@ -1,5 +1,7 @@
 """Tests for t5rank/models/network.py against T5X's own T5.1.1 Transformer."""
 
+import doctest
+
 import pytest
 
 pytest.importorskip("t5x", reason="T5X is not installed; see README")
@@ -10,25 +12,13 @@ import numpy as np
 from t5x.examples.t5 import network as t5x_network
 
 from t5rank.models import network
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 VOCAB = 512
 
 
 def _config(**overrides):
-  settings = dict(
-      vocab_size=VOCAB,
-      emb_dim=32,
-      num_heads=2,
-      num_encoder_layers=2,
-      num_decoder_layers=2,
-      head_dim=16,
-      mlp_dim=64,
-      mlp_activations=("gelu", "linear"),
-      dropout_rate=0.0,
-      logits_via_embedding=False,
-  )
-  settings.update(overrides)
-  return t5x_network.T5Config(**settings)
+  return tiny_t5.config(**dict(dict(vocab_size=VOCAB), **overrides))
 
 
 def _items(num=6, length=12, seed=0):
@@ -78,7 +68,7 @@ def test_call_with_t5x_params_gives_t5x_logits(via_embedding):
 
 @pytest.mark.parametrize("one_hot", [True, False])
 @pytest.mark.parametrize("via_embedding", [False, True])
-def test_score_tokens_equal_full_vocabulary_logits_at_those_tokens(
+def test_token_logits_equal_full_vocabulary_logits_at_those_tokens(
     one_hot, via_embedding
 ):
   config = _config(logits_via_embedding=via_embedding)
@@ -96,7 +86,7 @@ def test_score_tokens_equal_full_vocabulary_logits_at_those_tokens(
       dec_t,
       token_ids,
       enable_dropout=False,
-      method=module.score_tokens,
+      method=module.token_logits,
   )
   assert got.shape == (enc.shape[0], 1, 3)
   assert got.dtype == jnp.float32
@@ -115,33 +105,10 @@ def test_per_position_token_ids_read_each_items_own_column(via_embedding):
   module = network.RankingTransformer(config)
   got = module.apply(
       variables, enc, dec_in, dec_t, per_item, enable_dropout=False,
-      method=module.score_tokens,
+      method=module.token_logits,
   )
   expected = jnp.take_along_axis(full, per_item, axis=-1)
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_final_hidden_state_dotted_with_output_column_is_the_logit():
-  config = _config()
-  enc, dec_in, dec_t = _items()
-  variables = _t5x_variables(config, enc, dec_in, dec_t)
-  full = t5x_network.Transformer(config).apply(
-      variables, enc, dec_in, dec_t, enable_dropout=False
-  )
-  module = network.RankingTransformer(config)
-
-  def hidden(mdl):
-    encoded = mdl.encode(enc, enable_dropout=False)
-    return mdl.decode(
-        encoded, enc, dec_in, dec_t, enable_dropout=False, return_hidden=True
-    )
-
-  h = module.apply(variables, method=hidden)
-  kernel = variables["params"]["decoder"]["logits_dense"]["kernel"]
-  assert h.shape == (enc.shape[0], 1, config.emb_dim)
-  np.testing.assert_allclose(
-      h @ kernel[:, 42], full[..., 42], rtol=1e-5, atol=1e-5
-  )
 
 
 def test_gather_embedding_equals_one_hot_in_values_and_gradients():
@@ -158,7 +125,7 @@ def test_gather_embedding_equals_one_hot_in_values_and_gradients():
         dec_t,
         jnp.array([5, 9]),
         enable_dropout=False,
-        method=module.score_tokens,
+        method=module.token_logits,
     )
     return jnp.sum(jnp.sin(scores)), scores
 
@@ -202,7 +169,7 @@ def test_packed_row_scores_equal_unpacked_scores():
   token_ids = jnp.array([3, 100])
   unpacked = module.apply(
       variables, enc, dec_in, dec_t, token_ids, enable_dropout=False,
-      method=module.score_tokens,
+      method=module.token_logits,
   )
   row, segments, positions = _pack_two(enc)
   packed = module.apply(
@@ -216,7 +183,7 @@ def test_packed_row_scores_equal_unpacked_scores():
       encoder_positions=positions,
       decoder_positions=jnp.zeros((1, 2), jnp.int32),
       enable_dropout=False,
-      method=module.score_tokens,
+      method=module.token_logits,
   )
   np.testing.assert_allclose(packed[0], unpacked[:2, 0], rtol=1e-4, atol=1e-5)
 
@@ -312,7 +279,7 @@ def test_all_padding_item_gets_a_finite_score():
   module = network.RankingTransformer(config)
   scores = module.apply(
       variables, enc, dec_in, dec_t, jnp.array([3]), enable_dropout=False,
-      method=module.score_tokens,
+      method=module.token_logits,
   )
   assert np.all(np.isfinite(scores))
   for pooling in network.POOLINGS:
@@ -334,6 +301,7 @@ def test_unknown_pooling_is_an_error_naming_it():
 
 
 def test_docstring_examples():
+  assert doctest.testmod(network).failed == 0
   pooled = network.pool_segments(
       jnp.array([[[1.0], [3.0], [5.0], [0.0]]]),
       jnp.array([[1, 1, 2, 0]]),

@@ -12,6 +12,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 
 from t5rank.models import objective
+from t5rank.ranking import _signatures
 
 
 def _sum_of_scores(scores, labels, *, where=None, reduce_fn=jnp.sum):
@@ -25,10 +26,11 @@ def test_docstring_examples():
 
 def test_rax_losses_are_told_apart_by_whether_they_take_a_key():
   rax = pytest.importorskip("rax", reason="Rax (test extra) is not installed")
-  assert not objective.accepts_key(rax.softmax_loss)
-  assert not objective.accepts_key(rax.pairwise_logistic_loss)
-  assert objective.accepts_key(rax.listmle_loss)
-  assert objective.accepts_key(functools.partial(rax.listmle_loss, where=None))
+  assert not _signatures.takes_argument(rax.softmax_loss, "key")
+  assert not _signatures.takes_argument(rax.pairwise_logistic_loss, "key")
+  assert _signatures.takes_argument(rax.listmle_loss, "key")
+  assert _signatures.takes_argument(
+      functools.partial(rax.listmle_loss, where=None), "key")
 
 
 def test_list_loss_divides_by_lists_that_count_not_by_batch_size():

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import seqio
 import tensorflow as tf
-from t5x.examples.t5 import network as t5x_network
 
 from t5rank.data import packing
 from t5rank.models import RankingEncDecModel
@@ -30,6 +29,7 @@ from t5rank.models import network
 from t5rank.ranking import losses
 from t5rank.ranking import metrics
 from t5rank.ranking import t12n
+import tiny_t5  # pylint: disable=g-bad-import-order
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 VOCAB = seqio.ByteVocabulary()
@@ -41,11 +41,7 @@ TOL = dict(atol=1e-4, rtol=1e-4)
 
 
 def _config(dtype="float32"):
-  return t5x_network.T5Config(
-      vocab_size=384, dtype=dtype, emb_dim=32, num_heads=2,
-      num_encoder_layers=2, num_decoder_layers=2, head_dim=16, mlp_dim=64,
-      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=False)
+  return tiny_t5.config(dtype=dtype)
 
 
 def _lists(seed=0):

@@ -19,12 +19,10 @@ from t5x.examples.t5 import network
 
 from t5rank.data import packing
 from t5rank.models import packed_scores
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 SCORE_TOKEN = 61
-CONFIG = network.T5Config(
-    vocab_size=64, dtype=jnp.float32, emb_dim=16, num_heads=2,
-    num_encoder_layers=2, num_decoder_layers=2, head_dim=8, mlp_dim=32,
-    mlp_activations=("gelu", "linear"), dropout_rate=0.0)
+CONFIG = tiny_t5.config(vocab_size=64, emb_dim=16, head_dim=8, mlp_dim=32)
 LIST_SIZE, TOKENS = 4, 24
 LENGTHS = {"inputs": (LIST_SIZE, TOKENS), "targets": (LIST_SIZE, 1),
            "label": (LIST_SIZE,), "mask": (LIST_SIZE,)}

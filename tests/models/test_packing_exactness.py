@@ -19,13 +19,10 @@ from t5x.examples.t5 import layers
 from t5x.examples.t5 import network
 
 from t5rank.data import packing
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 SCORE_TOKEN = 61
-CONFIG = network.T5Config(
-    vocab_size=64, dtype=jnp.float32, emb_dim=16, num_heads=2,
-    num_encoder_layers=2, num_decoder_layers=2, head_dim=8, mlp_dim=32,
-    mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-    logits_via_embedding=False)
+CONFIG = tiny_t5.config(vocab_size=64, emb_dim=16, head_dim=8, mlp_dim=32)
 MAX_TOKENS = 40  # items long enough to reach T5's logarithmic distance buckets
 ROW_LENGTH = 96
 MAX_SEGMENTS = 6
