@@ -58,6 +58,8 @@ from jax import lax
 import jax.numpy as jnp
 
 from t5rank.ranking import _pairs
+from t5rank.ranking import _segments
+from t5rank.ranking import _sorting
 from t5rank.ranking import _utils
 from t5rank.ranking import lambdaweights as lambdaweights_lib
 from t5rank.ranking import metrics
@@ -139,7 +141,8 @@ def _reduce_lists(per_list, inputs, reduce_fn):
   segment's value) and only the first valid item of every segment counts.
   """
   if inputs.segments is not None:
-    mask = _utils.first_item_segment_mask(inputs.segments, where=inputs.valid)
+    mask = _segments.first_item_segment_mask(inputs.segments,
+                                             where=inputs.valid)
   elif inputs.where is not None:
     mask = jnp.any(inputs.valid, axis=-1)
   else:
@@ -151,7 +154,7 @@ def _list_sum(values, inputs):
   """Sum over the valid items of each list (or of each item's segment)."""
   if inputs.segments is None:
     return jnp.sum(jnp.where(inputs.valid, values, 0.0), axis=-1)
-  return _utils.segment_sum(jnp.where(inputs.valid, values, 0.0),
+  return _segments.segment_sum(jnp.where(inputs.valid, values, 0.0),
                             inputs.segments, where=inputs.valid)
 
 
@@ -163,14 +166,14 @@ def _log_softmax(x, valid, segments=None):
   if segments is None:
     peak = jnp.max(jnp.where(valid, x, -jnp.inf), axis=-1, keepdims=True)
   else:
-    peak = _utils.segment_max(x, segments, where=valid)
+    peak = _segments.segment_max(x, segments, where=valid)
   peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
   shifted = jnp.where(valid, x - peak, 0.0)
   exp = jnp.where(valid, jnp.exp(shifted), 0.0)
   if segments is None:
     total = jnp.sum(exp, axis=-1, keepdims=True)
   else:
-    total = _utils.segment_sum(exp, segments, where=valid)
+    total = _segments.segment_sum(exp, segments, where=valid)
   total = jnp.where(total > 0, total, 1.0)
   return jnp.where(valid, shifted - jnp.log(total), 0.0)
 
@@ -847,7 +850,7 @@ def _unique_log_softmax_pairs(s, y, valid, segments):
   """The same with an ``[n, n]`` mask, for lists split into segments."""
   n = s.shape[-1]
   allowed = ((y[..., None, :] < y[..., :, None]) & valid[..., None, :] &
-             _utils.same_segment_mask(segments))
+             _segments.same_segment_mask(segments))
   allowed = allowed | jnp.eye(n, dtype=bool)
   pairs = jnp.broadcast_to(s[..., None, :], allowed.shape)
   peak = lax.stop_gradient(
@@ -902,7 +905,7 @@ def listmle_loss(
                     reduce_fn=reduce_fn)
   s, y, valid = inputs.scores, inputs.labels, inputs.valid
   w = inputs.weights if inputs.weights is not None else jnp.ones_like(s)
-  sorted_scores, sorted_valid, sorted_w = _utils.sort_by(
+  sorted_scores, sorted_valid, sorted_w = _sorting.sort_by(
       y, [s, valid, w], where=valid, segments=inputs.segments, key=key)
   if inputs.segments is None:
     # Masked items sort last, so the reverse accumulation meets them first
@@ -916,7 +919,7 @@ def listmle_loss(
   if inputs.segments is None:
     per_list = -jnp.sum(terms, axis=-1)
   else:
-    per_list = -_utils.segment_sum(terms, inputs.segments,
+    per_list = -_segments.segment_sum(terms, inputs.segments,
                                    where=inputs.valid)
   return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
@@ -925,7 +928,7 @@ def _segment_reverse_logsumexp(x, valid, segments):
   """For each position k: logsumexp of valid x_j, j >= k, in k's segment."""
   n = x.shape[-1]
   later = jnp.triu(jnp.ones((n, n), dtype=bool))
-  mask = later & _utils.same_segment_mask(segments) & valid[..., None, :]
+  mask = later & _segments.same_segment_mask(segments) & valid[..., None, :]
   pairs = jnp.broadcast_to(x[..., None, :], mask.shape)
   peak = jnp.max(jnp.where(mask, pairs, -jnp.inf), axis=-1)
   peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
@@ -1110,7 +1113,7 @@ def margin_mse_loss(
   if inputs.segments is None:
     list_sum = lambda v: jnp.sum(v, axis=-1, keepdims=True)
   else:
-    list_sum = lambda v: _utils.segment_sum(v, inputs.segments, where=valid)
+    list_sum = lambda v: _segments.segment_sum(v, inputs.segments, where=valid)
   total_a = list_sum(a)
   mean = list_sum(a * r) / jnp.where(total_a > 0, total_a, 1.0)
   spread = list_sum(a * jnp.square(r - mean))
@@ -1121,7 +1124,7 @@ def margin_mse_loss(
     per_list = per_list[..., 0]
     mask = pairs[..., 0] > 0
   else:
-    mask = (_utils.first_item_segment_mask(inputs.segments, where=valid) &
+    mask = (_segments.first_item_segment_mask(inputs.segments, where=valid) &
             (pairs > 0))
   out = _utils.safe_reduce(per_list, where=mask, reduce_fn=reduce_fn)
   return _finish(out, inputs)
