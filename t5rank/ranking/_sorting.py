@@ -13,6 +13,15 @@ given, valid ``NaN`` scores rank after ``-inf`` and masked items rank last.
 [3 4 2 1]
 >>> print(sort_order(scores))
 [1 3 2 0]
+
+Which sort runs is chosen at trace time from ``jax.default_backend()`` and
+the list size (:func:`uses_sorting_network`): on XLA:CPU, short lists go
+through hand-unrolled bitonic sorting networks (XLA's comparator sort costs
+~10 ns per comparison there, the networks are several times faster to run
+but every compare-exchange step is compiled separately); longer lists and
+every other backend (GPU, TPU) use XLA's own sort (``lax.sort``,
+``lax.top_k``), which compiles in a fraction of a second. Both give the same
+results bit for bit.
 """
 
 from typing import Optional, Sequence
@@ -29,6 +38,25 @@ Array = types.Array
 
 _INT32_MAX = 2**31 - 1
 _NAN_KEY = 0x7F800001  # after every finite and infinite score, before masked.
+
+# Longest list sorted by a network on XLA:CPU. Above it compile time grows
+# past XLA's sort by seconds per network (see BENCHMARKS.md, "Sorting").
+_CPU_NETWORK_MAX_LIST_SIZE = 32
+
+
+def uses_sorting_network(list_size: int) -> bool:
+  """Whether lists of ``list_size`` items are sorted by a sorting network.
+
+  True only on XLA:CPU (``jax.default_backend() == "cpu"``) for lists of 2
+  to 32 items, where the unrolled networks run 10x faster than
+  XLA's sort and still compile in about a second; everywhere else XLA's own
+  sort is used. Decided when a function is traced.
+
+  >>> uses_sorting_network(1)
+  False
+  """
+  return (jax.default_backend() == "cpu"
+          and 1 < list_size <= _CPU_NETWORK_MAX_LIST_SIZE)
 
 
 def order_key(scores: Array, where: Optional[Array] = None) -> Array:
@@ -83,8 +111,10 @@ def _network_argsort(key: Array) -> Array:
 
   A bitonic sorting network on (key, position) pairs, laid out as
   ``[list_size, batch]`` so every compare-exchange step is one vectorised
-  pass. XLA's comparator sort costs ~10ns per comparison on CPU; this is
-  3-5x faster for lists of a few hundred to a few thousand items.
+  pass. XLA's comparator sort costs ~10ns per comparison on CPU; this runs
+  3-5x faster for lists of a few hundred to a few thousand items, but its
+  compile time grows with the ``log2(n)**2 / 2`` unrolled steps, so it is
+  used only where :func:`uses_sorting_network` says so.
   """
   *batch, n = key.shape
   size = 1
@@ -150,7 +180,9 @@ def ordered_pair_counts(scores: Array, labels: Array,
   descending, label ascending) so tied scores never count, then count label
   inversions with a merge-sort-shaped bitonic network (each merge counts, for
   every left-block item, the right-block items with a smaller label).
-  O(n log^2 n) work. Valid ``NaN`` scores rank last.
+  O(n log^2 n) work. Valid ``NaN`` scores rank last. Where no network is
+  used (:func:`uses_sorting_network`) the same counts come from ``[n, n]``
+  comparisons of the same keys.
 
   >>> correct, pairs = ordered_pair_counts(jnp.array([3., 1., 2.]),
   ...                                      jnp.array([2., 1., 0.]))
@@ -159,11 +191,13 @@ def ordered_pair_counts(scores: Array, labels: Array,
   """
   scores = jnp.asarray(scores)
   *batch, n = scores.shape
+  where_b = None if where is None else jnp.broadcast_to(
+      jnp.asarray(where).astype(bool), scores.shape)
+  if not uses_sorting_network(n):
+    return _pairwise_ordered_pair_counts(scores, labels, where_b)
   size = 1
   for d in batch:
     size *= d
-  where_b = None if where is None else jnp.broadcast_to(
-      jnp.asarray(where).astype(bool), scores.shape)
   k1 = order_key(scores, where_b).reshape(size, n).T
   k2 = _label_key(labels, where_b).reshape(size, n).T
   m = max(1, (n - 1).bit_length())
@@ -236,6 +270,18 @@ def ordered_pair_counts(scores: Array, labels: Array,
   return correct.reshape(batch), pairs.reshape(batch)
 
 
+def _pairwise_ordered_pair_counts(scores, labels, where):
+  """:func:`ordered_pair_counts` from ``[..., n, n]`` key comparisons."""
+  score_key = order_key(scores, where)
+  label_key = _label_key(labels, where)
+  ordered = label_key[..., :, None] > label_key[..., None, :]
+  if where is not None:
+    ordered = ordered & where[..., :, None] & where[..., None, :]
+  correct = ordered & (score_key[..., :, None] < score_key[..., None, :])
+  return (jnp.sum(correct, axis=(-2, -1), dtype=jnp.int32),
+          jnp.sum(ordered, axis=(-2, -1), dtype=jnp.int32))
+
+
 def sort_values_descending(values: Array) -> Array:
   """Sorts values in descending order along the last axis (no tie order).
 
@@ -249,6 +295,8 @@ def sort_values_descending(values: Array) -> Array:
   *batch, n = values.shape
   if n <= 1:
     return values
+  if not uses_sorting_network(n):
+    return jnp.flip(jnp.sort(values, axis=-1), axis=-1)
   size = 1
   for d in batch:
     size *= d
@@ -331,7 +379,11 @@ def sort_order(
   okey = order_key(scores, where)
   if n == 1:
     return jnp.zeros(scores.shape, jnp.int32)
-  return _network_argsort(okey)
+  if uses_sorting_network(n):
+    return _network_argsort(okey)
+  iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
+  return lax.sort((okey, iota), dimension=scores.ndim - 1, num_keys=1,
+                  is_stable=True)[1]
 
 
 def sort_by(

@@ -139,3 +139,75 @@ def test_doctests_pass():
       _sorting, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
   assert result.attempted > 0
   assert result.failed == 0
+
+
+@pytest.fixture(params=["network", "xla_sort"])
+def sort_method(request, monkeypatch):
+  """Runs a test once with the sorting networks and once with XLA's sort."""
+  if request.param == "network":
+    if jax.default_backend() != "cpu":
+      pytest.skip("sorting networks run on XLA:CPU only")
+    monkeypatch.setattr(_sorting, "_CPU_NETWORK_MAX_LIST_SIZE", 2**20)
+  else:
+    monkeypatch.setattr(_sorting, "_CPU_NETWORK_MAX_LIST_SIZE", 0)
+  return request.param
+
+
+def test_sorting_network_only_on_cpu_and_short_lists():
+  on_cpu = jax.default_backend() == "cpu"
+  assert _sorting.uses_sorting_network(8) == on_cpu
+  assert not _sorting.uses_sorting_network(1)
+  assert not _sorting.uses_sorting_network(
+      _sorting._CPU_NETWORK_MAX_LIST_SIZE + 1)
+
+
+def _expected_order(scores, where):
+  """Valid items by descending score (NaN after -inf), then masked items;
+  ties (and masked items) in list order."""
+  def rank_key(i):
+    if not where[i]:
+      return (True, False, 0.0, i)
+    nan = bool(np.isnan(scores[i]))
+    return (not where[i], nan, 0.0 if nan else -scores[i], i)
+  return sorted(range(len(scores)), key=rank_key)
+
+
+@pytest.mark.parametrize("n", [2, 9, 100, 257])
+def test_both_sorts_are_stable_with_nan_and_masked_items_last(n, sort_method):
+  del sort_method
+  rng = np.random.default_rng(n)
+  scores = rng.integers(-3, 4, (4, n)).astype(np.float32)
+  scores[rng.random((4, n)) < 0.1] = np.nan
+  scores[rng.random((4, n)) < 0.1] = -np.inf
+  where = rng.random((4, n)) > 0.2
+  expected = [_expected_order(scores[b], where[b]) for b in range(4)]
+  order = jax.jit(lambda s, w: _sorting.sort_order(s, where=w))(
+      jnp.asarray(scores), jnp.asarray(where))
+  np.testing.assert_array_equal(order, expected)
+  ranks = _sorting.ranks(jnp.asarray(scores), where=jnp.asarray(where))
+  np.testing.assert_array_equal(np.argsort(ranks, axis=-1), expected)
+
+
+@pytest.mark.parametrize("n", [2, 9, 100])
+def test_both_sorts_give_the_same_values_and_pair_counts(n, sort_method):
+  del sort_method
+  rng = np.random.default_rng(n)
+  values = rng.integers(-3, 4, (3, n)).astype(np.float32)
+  np.testing.assert_array_equal(
+      _sorting.sort_values_descending(jnp.asarray(values)),
+      -np.sort(-values, axis=-1))
+  scores = rng.integers(-2, 3, (3, n)).astype(np.float32)
+  scores[0, 0] = np.nan
+  scores[1, -1] = -np.inf
+  labels = rng.integers(0, 3, (3, n)).astype(np.float32)
+  where = rng.random((3, n)) > 0.2
+  correct, pairs = _sorting.ordered_pair_counts(
+      jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(where))
+  for b in range(3):
+    s, nan = scores[b], np.isnan(scores[b])
+    ordered = (where[b][:, None] & where[b][None, :] &
+               (labels[b][:, None] > labels[b][None, :]))
+    # i ranks strictly ahead of j; valid NaN scores rank after -inf.
+    ahead = (~nan[:, None] & nan[None, :]) | (s[:, None] > s[None, :])
+    assert pairs[b] == ordered.sum()
+    assert correct[b] == (ordered & ahead).sum()
