@@ -389,9 +389,8 @@ def sort_order(
 def sort_by(
     scores: Array,
     tensors_to_sort: Sequence[Array],
-    *,
-    where: Optional[Array] = None,
     axis: int = -1,
+    where: Optional[Array] = None,
     segments: Optional[Array] = None,
     key: Optional[Array] = None,
 ) -> Sequence[Array]:
@@ -408,8 +407,8 @@ def sort_by(
   Args:
     scores: ``[..., list_size]`` scores.
     tensors_to_sort: Arrays of the same shape as ``scores``.
-    where: Optional boolean mask of valid items.
     axis: The list axis.
+    where: Optional boolean mask of valid items.
     segments: Optional segment ids.
     key: Optional PRNG key for random tie breaking.
 

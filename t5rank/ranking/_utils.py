@@ -44,7 +44,6 @@ T = TypeVar("T")
 
 def safe_reduce(
     a: Array,
-    *,
     where: Optional[Array] = None,
     reduce_fn: Optional[Callable[..., Array]] = None,
 ) -> Array:
@@ -94,7 +93,7 @@ def safe_reduce(
 
 
 def normalize_probabilities(
-    unscaled: Array,
+    unscaled_probabilities: Array,
     where: Optional[Array] = None,
     axis: int = -1,
     *,
@@ -113,15 +112,16 @@ def normalize_probabilities(
   [0.5 0.5 0. ]
 
   Args:
-    unscaled: Non-negative values, ``[..., list_size]``.
+    unscaled_probabilities: Non-negative values, ``[..., list_size]``.
     where: Optional boolean mask of valid items.
     axis: The list axis.
     segments: Optional segment ids; normalisation is then per segment.
 
   Returns:
-    The normalised probabilities, same shape as ``unscaled``.
+    The normalised probabilities, same shape as
+    ``unscaled_probabilities``.
   """
-  unscaled = jnp.moveaxis(jnp.asarray(unscaled), axis, -1)
+  unscaled = jnp.moveaxis(jnp.asarray(unscaled_probabilities), axis, -1)
   if where is None:
     where = jnp.ones(unscaled.shape, dtype=bool)
   else:
@@ -236,7 +236,6 @@ def approx_ranks(
 def cutoff(
     a: Array,
     n: Optional[int] = None,
-    *,
     where: Optional[Array] = None,
     segments: Optional[Array] = None,
 ) -> Array:

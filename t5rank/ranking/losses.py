@@ -676,7 +676,7 @@ def softmax_loss(
   over the valid items of each list (each segment with ``segments``). Labels
   are multiplied by ``weights`` and then mapped by ``label_fn(labels,
   where=where)`` (identity by default, as in Rax: labels are not normalised;
-  pass :func:`t5rank.ranking._utils.normalize_probabilities`-like functions to
+  pass :func:`t5rank.utils.normalize_probabilities`-like functions to
   normalise). ``reduce_fn`` reduces over lists (segments) with at least one
   valid item.
 
