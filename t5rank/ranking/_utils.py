@@ -262,7 +262,7 @@ def cutoff(
   a = jnp.asarray(a)
   if n is None:
     return jnp.ones(a.shape, jnp.float32)
-  _check_topn(n, "cutoff")
+  check_topn("cutoff", n, "n")
   if segments is not None:
     selected = _sorting.ranks(a, where=where, segments=segments) <= n
   else:
@@ -303,7 +303,7 @@ def approx_cutoff(
   a = jnp.asarray(a)
   if n is None:
     return jnp.ones_like(a)
-  _check_topn(n, "approx_cutoff")
+  check_topn("approx_cutoff", n, "n")
   if n == 0:
     return jnp.zeros_like(a)
   a_ranks = _sorting.ranks(a, where=where, segments=segments)
@@ -324,10 +324,19 @@ def approx_cutoff(
   return out
 
 
-def _check_topn(n, name):
-  if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-    raise ValueError(f"{name}: topn must be a non-negative int or None, "
-                     f"got n={n!r}.")
+def check_topn(name: str, topn: Any, argname: str = "topn") -> None:
+  """Raises ValueError unless ``topn`` is None or a non-negative int.
+
+  >>> check_topn("cutoff", -1, "n")
+  Traceback (most recent call last):
+  ...
+  ValueError: cutoff: n must be a non-negative int or None, got n=-1.
+  """
+  if topn is None:
+    return
+  if isinstance(topn, bool) or not isinstance(topn, int) or topn < 0:
+    raise ValueError(f"{name}: {argname} must be a non-negative int or None, "
+                     f"got {argname}={topn!r}.")
 
 
 # ---------------------------------------------------------------------------

@@ -130,7 +130,8 @@ def _broadcast(name, arg, value, shape):
                      f"got {arg}.shape={value.shape}.") from None
 
 
-def _finish(value, inputs):
+def _to_output_dtype(value, inputs):
+  """Casts a loss to its output dtype: the scores' float dtype (else f32)."""
   return value.astype(inputs.out_dtype)
 
 
@@ -234,7 +235,7 @@ def pointwise_sigmoid_loss(
   if inputs.weights is not None:
     loss = loss * inputs.weights
   out = _utils.safe_reduce(loss, where=inputs.where, reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)
 
 
 def pointwise_mse_loss(
@@ -275,7 +276,7 @@ def pointwise_mse_loss(
   if inputs.weights is not None:
     loss = loss * inputs.weights
   out = _utils.safe_reduce(loss, where=inputs.where, reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)
 
 
 # ---------------------------------------------------------------------------
@@ -301,10 +302,10 @@ def _pairwise(name, pair_loss, scores, labels, *, where, segments, weights,
         lambdaweights=lam, pairs=pairs)
     total = _pairs.fused_total(pair_loss, pair_inputs)
     if reduce_fn is jnp.sum:
-      return _finish(total, inputs)
+      return _to_output_dtype(total, inputs)
     count = _pairs.count_pairs(y, where=valid, segments=inputs.segments,
                                pairs=pairs)
-    return _finish(total / jnp.maximum(count, 1.0), inputs)
+    return _to_output_dtype(total / jnp.maximum(count, 1.0), inputs)
   # Any other reduction sees the pair losses flattened to [..., n * n], as
   # in Rax.
   d = _utils.compute_pairs(s, jnp.subtract)
@@ -320,7 +321,7 @@ def _pairwise(name, pair_loss, scores, labels, *, where, segments, weights,
   out = _utils.safe_reduce(losses.reshape(flat_shape),
                            where=valid_pairs.reshape(flat_shape),
                            reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)
 
 
 _PAIRWISE_ARGS = """
@@ -582,9 +583,9 @@ def pairwise_mse_loss(
     spread = jnp.sum(jnp.square(u), axis=-1, keepdims=True)
     total = jnp.sum(row * (n * jnp.square(u) + spread))
     if reduce_fn is jnp.sum:
-      return _finish(total, inputs)
+      return _to_output_dtype(total, inputs)
     count = jnp.sum(jnp.square(n))
-    return _finish(total / jnp.maximum(count, 1.0), inputs)
+    return _to_output_dtype(total / jnp.maximum(count, 1.0), inputs)
   return _pairwise(name, _pairs.MSE, scores, labels, where=where,
                    segments=segments, weights=weights,
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn,
@@ -706,7 +707,7 @@ def softmax_loss(
   targets = label_fn(labels, where=inputs.where)
   log_p = _log_softmax(inputs.scores, inputs.valid, inputs.segments)
   per_list = -_list_sum(targets * log_p, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def poly1_softmax_loss(
@@ -765,7 +766,7 @@ def poly1_softmax_loss(
                _list_sum(jnp.ones_like(p), inputs) > 0)
   pt = jnp.where(has_valid, pt, 1.0)
   per_list = ce + epsilon * (1.0 - pt)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def unique_softmax_loss(
@@ -825,7 +826,7 @@ def unique_softmax_loss(
   if gain_fn is not None:
     terms = terms * gain_fn(y)
   per_list = -_list_sum(terms, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def _unique_log_softmax_sorted(s, y, valid):
@@ -921,7 +922,7 @@ def listmle_loss(
   else:
     per_list = -_segments.segment_sum(terms, inputs.segments,
                                    where=inputs.valid)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def _segment_reverse_logsumexp(x, valid, segments):
@@ -986,7 +987,7 @@ def listnet_loss(
     targets = targets * inputs.weights
   log_p = _log_softmax(inputs.scores, inputs.valid, inputs.segments)
   per_list = -_list_sum(targets * log_p, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def distillation_kl_loss(
@@ -1050,7 +1051,7 @@ def distillation_kl_loss(
   if inputs.weights is not None:
     terms = terms * inputs.weights
   per_list = _list_sum(terms, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def margin_mse_loss(
@@ -1127,4 +1128,4 @@ def margin_mse_loss(
     mask = (_segments.first_item_segment_mask(inputs.segments, where=valid) &
             (pairs > 0))
   out = _utils.safe_reduce(per_list, where=mask, reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)

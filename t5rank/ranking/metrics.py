@@ -126,15 +126,12 @@ def _check_inputs(name, scores, labels, where, weights=None, segments=None):
   return scores, labels, where, weights, segments
 
 
-def _check_topn_arg(name, topn):
-  if topn is None:
-    return
-  if isinstance(topn, bool) or not isinstance(topn, int) or topn < 0:
-    raise ValueError(f"{name}: topn must be a non-negative int or None, got "
-                     f"topn={topn!r}.")
+def _can_sort(rank_fn, cutoff_fn, segments):
+  """Whether ranks are the exact default ones, without segments.
 
-
-def _fast(rank_fn, cutoff_fn, segments):
+  Then a metric sorts each list once (or takes its top n) instead of calling
+  ``rank_fn`` and ``cutoff_fn``.
+  """
   return (rank_fn is _sorting.ranks and cutoff_fn is _utils.cutoff
           and segments is None)
 
@@ -147,8 +144,8 @@ def _retrieved(scores, where):
   return retrieved
 
 
-def _finish(name, values, *, where, segments, has_relevant,
-            exclude_lists_without_relevant, reduce_fn):
+def _reduce_over_lists(name, values, *, where, segments, has_relevant,
+                       exclude_lists_without_relevant, reduce_fn):
   """Masks empty lists (and optionally lists without relevant items), reduces.
 
   ``values`` is per list (``[...]``) or, with segments, per item
@@ -261,13 +258,13 @@ def mrr_metric(
     The (reduced) reciprocal rank.
   """
   name = "mrr_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   relevant = labels >= 1
   has_relevant = _any_relevant(relevant, where, segments)
 
-  if _fast(rank_fn, cutoff_fn, segments) and key is None:
+  if _can_sort(rank_fn, cutoff_fn, segments) and key is None:
     n = scores.shape[-1]
     okey = _sorting.order_key(scores, where)
     hits = relevant & _retrieved(scores, where)
@@ -282,7 +279,7 @@ def mrr_metric(
     if topn is not None:
       found = found & (rank <= topn)
     values = jnp.where(found, 1.0 / rank.astype(jnp.float32), 0.0)
-  elif _fast(rank_fn, cutoff_fn, segments):
+  elif _can_sort(rank_fn, cutoff_fn, segments):
     order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
     hits = _take(relevant & _retrieved(scores, where), order)
     position = jnp.arange(1, order.shape[-1] + 1, dtype=jnp.float32)
@@ -299,10 +296,11 @@ def mrr_metric(
                                      initial=0.0)
     else:
       values = jnp.max(contrib, axis=-1, where=where, initial=0.0)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=has_relevant,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=has_relevant,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 def _top_selection(scores, where, key, topn):
@@ -320,7 +318,7 @@ def _retrieved_relevant_counts(name, scores, labels, where, segments, topn,
   """(#relevant retrieved in top-n, #retrieved in top-n, #relevant valid)."""
   relevant = labels >= 1
   valid_relevant = relevant if where is None else relevant & where
-  if _fast(rank_fn, cutoff_fn, segments):
+  if _can_sort(rank_fn, cutoff_fn, segments):
     retrieved = _retrieved(scores, where) & _top_selection(
         scores, where, key, topn)
     # Float sums vectorise better than boolean ones on CPU.
@@ -373,16 +371,17 @@ def precision_metric(
     The (reduced) precision.
   """
   name = "precision_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   n_hit, n_retrieved, _ = _retrieved_relevant_counts(
       name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn)
   values = n_hit / jnp.where(n_retrieved == 0, 1.0, n_retrieved)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=_any_relevant(labels >= 1, where, segments),
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=_any_relevant(labels >= 1, where, segments),
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -416,16 +415,17 @@ def recall_metric(
     The (reduced) recall.
   """
   name = "recall_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   n_hit, _, n_relevant = _retrieved_relevant_counts(
       name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn)
   values = n_hit / jnp.where(n_relevant == 0, 1.0, n_relevant)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=n_relevant > 0,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=n_relevant > 0,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -459,12 +459,12 @@ def ap_metric(
     The (reduced) average precision.
   """
   name = "ap_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   relevant = labels >= 1
   valid_relevant = relevant if where is None else relevant & where
-  if _fast(rank_fn, cutoff_fn, segments):
+  if _can_sort(rank_fn, cutoff_fn, segments):
     order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
     rel_sorted = _take(relevant, order)
     hits = rel_sorted & _take(_retrieved(scores, where), order)
@@ -487,10 +487,11 @@ def ap_metric(
     total = _masked_sum(precision * retrieved, where, segments)
     n_relevant = _masked_sum(rel, where, segments)
   values = total / jnp.where(n_relevant == 0, 1.0, n_relevant)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=n_relevant > 0,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=n_relevant > 0,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 def _gains(labels, weights, gain_fn):
@@ -500,7 +501,7 @@ def _gains(labels, weights, gain_fn):
   return gains
 
 
-def _fast_dcg(scores, gains, where, key, topn, discount_fn):
+def _sorted_dcg(scores, gains, where, key, topn, discount_fn):
   order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
   hits = _take(_retrieved(scores, where), order)
   g = _take(gains, order)
@@ -508,7 +509,7 @@ def _fast_dcg(scores, gains, where, key, topn, discount_fn):
   return jnp.sum(jnp.where(hits, g * discounts, 0.0), axis=-1)
 
 
-def _fast_ideal_dcg(gains, where, topn, discount_fn):
+def _sorted_ideal_dcg(gains, where, topn, discount_fn):
   """DCG of the best ordering: valid gains sorted descending."""
   n = gains.shape[-1]
   m = n if topn is None else min(topn, n)
@@ -573,19 +574,20 @@ def dcg_metric(
     The (reduced) DCG.
   """
   name = "dcg_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   gains = _gains(labels, weights, gain_fn)
-  if _fast(rank_fn, cutoff_fn, segments):
-    values = _fast_dcg(scores, gains, where, key, topn, discount_fn)
+  if _can_sort(rank_fn, cutoff_fn, segments):
+    values = _sorted_dcg(scores, gains, where, key, topn, discount_fn)
   else:
     values = _generic_dcg(scores, gains, where, segments, topn, key, rank_fn,
                           cutoff_fn, discount_fn)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=_any_relevant(gains != 0, where, segments),
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=_any_relevant(gains != 0, where, segments),
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -628,25 +630,26 @@ def ndcg_metric(
     The (reduced) NDCG.
   """
   name = "ndcg_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   gains = _gains(labels, weights, gain_fn)
-  if _fast(rank_fn, cutoff_fn, segments):
-    dcg = _fast_dcg(scores, gains, where, key, topn, discount_fn)
+  if _can_sort(rank_fn, cutoff_fn, segments):
+    dcg = _sorted_dcg(scores, gains, where, key, topn, discount_fn)
   else:
     dcg = _generic_dcg(scores, gains, where, segments, topn, key, rank_fn,
                        cutoff_fn, discount_fn)
   if segments is None:
-    ideal = _fast_ideal_dcg(gains, where, topn, discount_fn)
+    ideal = _sorted_ideal_dcg(gains, where, topn, discount_fn)
   else:
     ideal = _generic_dcg(gains, gains, where, segments, topn, None,
                          _sorting.ranks, _utils.cutoff, discount_fn)
   values = dcg / jnp.where(ideal == 0, 1.0, ideal)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=_any_relevant(gains != 0, where, segments),
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=_any_relevant(gains != 0, where, segments),
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 def opa_metric(
@@ -703,10 +706,11 @@ def opa_metric(
                                    segments)
   values = n_correct.astype(jnp.float32) / jnp.maximum(n_pairs, 1).astype(
       jnp.float32)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=n_pairs > 0,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=n_pairs > 0,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -759,7 +763,7 @@ def err_metric(
     The (reduced) ERR.
   """
   name = "err_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   if max_label is None:
@@ -774,7 +778,7 @@ def err_metric(
   stop = jnp.clip(gain_fn(labels) / jnp.power(2.0, top), 0.0, 1.0)
   term_weights = jnp.ones_like(stop) if weights is None else weights
   has_relevant = _any_relevant(stop * term_weights != 0, where, segments)
-  if _fast(rank_fn, cutoff_fn, segments):
+  if _can_sort(rank_fn, cutoff_fn, segments):
     order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
     hits = _take(_retrieved(scores, where), order)
     r = jnp.where(hits, _take(stop, order), 0.0)
@@ -801,8 +805,9 @@ def err_metric(
     reach = jnp.prod(1.0 - above * r[..., None, :], axis=-1)
     terms = discount_fn(item_ranks) * term_weights * r * reach * retrieved
     values = _masked_sum(terms, where, segments)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=has_relevant,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=has_relevant,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
