@@ -296,7 +296,11 @@ def sort_values_descending(values: Array) -> Array:
   if n <= 1:
     return values
   if not uses_sorting_network(n):
-    return jnp.flip(jnp.sort(values, axis=-1), axis=-1)
+    # XLA:CPU sorts a lone int32 operand ~5x faster than floats (no
+    # comparator calls); order_key is monotone and invertible on non-NaNs.
+    key = jnp.sort(order_key(values), axis=-1)
+    bits = jnp.where(key < 0, key ^ jnp.int32(_INT32_MAX), key)
+    return (-lax.bitcast_convert_type(bits, jnp.float32)).astype(values.dtype)
   size = 1
   for d in batch:
     size *= d
