@@ -13,10 +13,13 @@ changing the import:
 >>> print(f"{t5rank.mrr_metric(scores, labels):.4f}")
 0.5000
 
+Rax's `rax.utils` and `rax.types` are `t5rank.utils` and `t5rank.types`.
 Seqio tasks (`t5rank.tasks`), data (`t5rank.data`) and T5X models
 (`t5rank.models`) are imported from their modules.
 """
 
+from t5rank import types
+from t5rank import utils
 from t5rank.ranking.lambdaweights import dcg2_lambdaweight
 from t5rank.ranking.lambdaweights import dcg_lambdaweight
 from t5rank.ranking.lambdaweights import labeldiff_lambdaweight

@@ -52,7 +52,8 @@ def test_rooms_import_only_leftwards(room):
 
 def test_importing_the_ranking_library_loads_no_tensorflow_seqio_or_t5x():
   code = ("import sys, t5rank, t5rank.ranking.losses, t5rank.ranking.metrics, "
-          "t5rank.ranking.t12n, t5rank.ranking.lambdaweights; "
+          "t5rank.ranking.t12n, t5rank.ranking.lambdaweights, t5rank.utils, "
+          "t5rank.types; "
           "print(sorted(m for m in ('tensorflow', 'seqio', 't5x', 'flax') "
           "if m in sys.modules))")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True,

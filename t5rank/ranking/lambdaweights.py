@@ -28,7 +28,8 @@ from typing import Callable, Optional
 
 import jax.numpy as jnp
 
-from t5rank.ranking import _utils
+from t5rank.ranking import _segments
+from t5rank.ranking import _sorting
 from t5rank.ranking import metrics
 from t5rank.ranking import types
 
@@ -41,7 +42,7 @@ def _valid_pairs(where, segments, shape):
     where = jnp.asarray(where).astype(bool)
     valid = valid & where[..., :, None] & where[..., None, :]
   if segments is not None:
-    valid = valid & _utils.same_segment_mask(jnp.asarray(segments))
+    valid = valid & _segments.same_segment_mask(jnp.asarray(segments))
   return valid
 
 
@@ -93,7 +94,7 @@ def _gains_and_ranks(scores, labels, where, segments, weights, topn,
   """Per-item (normalised) gains and 1-based ranks by score."""
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
-  ranks = _utils.ranks(scores, where=where, segments=segments)
+  ranks = _sorting.ranks(scores, where=where, segments=segments)
   gains = gain_fn(labels)
   if not jnp.issubdtype(gains.dtype, jnp.floating):
     gains = gains.astype(jnp.float32)
@@ -111,7 +112,7 @@ def _ideal_dcg(gains, *, where, segments, topn, discount_fn):
   Shaped ``[..., 1]`` without segments, ``[..., list_size]`` (each item's
   segment) with them.
   """
-  ideal_ranks = _utils.ranks(gains, where=where, segments=segments)
+  ideal_ranks = _sorting.ranks(gains, where=where, segments=segments)
   contrib = gains * discount_fn(ideal_ranks)
   keep = jnp.ones(gains.shape, dtype=bool)
   if topn is not None:
@@ -122,7 +123,7 @@ def _ideal_dcg(gains, *, where, segments, topn, discount_fn):
   if segments is None:
     ideal = jnp.sum(contrib, axis=-1, keepdims=True)
   else:
-    ideal = _utils.segment_sum(contrib, segments, where=where)
+    ideal = _segments.segment_sum(contrib, segments, where=where)
   return jnp.where(ideal == 0.0, 1.0, ideal)
 
 

@@ -58,6 +58,8 @@ from jax import lax
 import jax.numpy as jnp
 
 from t5rank.ranking import _pairs
+from t5rank.ranking import _segments
+from t5rank.ranking import _sorting
 from t5rank.ranking import _utils
 from t5rank.ranking import lambdaweights as lambdaweights_lib
 from t5rank.ranking import metrics
@@ -128,7 +130,8 @@ def _broadcast(name, arg, value, shape):
                      f"got {arg}.shape={value.shape}.") from None
 
 
-def _finish(value, inputs):
+def _to_output_dtype(value, inputs):
+  """Casts a loss to its output dtype: the scores' float dtype (else f32)."""
   return value.astype(inputs.out_dtype)
 
 
@@ -139,7 +142,8 @@ def _reduce_lists(per_list, inputs, reduce_fn):
   segment's value) and only the first valid item of every segment counts.
   """
   if inputs.segments is not None:
-    mask = _utils.first_item_segment_mask(inputs.segments, where=inputs.valid)
+    mask = _segments.first_item_segment_mask(inputs.segments,
+                                             where=inputs.valid)
   elif inputs.where is not None:
     mask = jnp.any(inputs.valid, axis=-1)
   else:
@@ -151,7 +155,7 @@ def _list_sum(values, inputs):
   """Sum over the valid items of each list (or of each item's segment)."""
   if inputs.segments is None:
     return jnp.sum(jnp.where(inputs.valid, values, 0.0), axis=-1)
-  return _utils.segment_sum(jnp.where(inputs.valid, values, 0.0),
+  return _segments.segment_sum(jnp.where(inputs.valid, values, 0.0),
                             inputs.segments, where=inputs.valid)
 
 
@@ -163,14 +167,14 @@ def _log_softmax(x, valid, segments=None):
   if segments is None:
     peak = jnp.max(jnp.where(valid, x, -jnp.inf), axis=-1, keepdims=True)
   else:
-    peak = _utils.segment_max(x, segments, where=valid)
+    peak = _segments.segment_max(x, segments, where=valid)
   peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
   shifted = jnp.where(valid, x - peak, 0.0)
   exp = jnp.where(valid, jnp.exp(shifted), 0.0)
   if segments is None:
     total = jnp.sum(exp, axis=-1, keepdims=True)
   else:
-    total = _utils.segment_sum(exp, segments, where=valid)
+    total = _segments.segment_sum(exp, segments, where=valid)
   total = jnp.where(total > 0, total, 1.0)
   return jnp.where(valid, shifted - jnp.log(total), 0.0)
 
@@ -231,7 +235,7 @@ def pointwise_sigmoid_loss(
   if inputs.weights is not None:
     loss = loss * inputs.weights
   out = _utils.safe_reduce(loss, where=inputs.where, reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)
 
 
 def pointwise_mse_loss(
@@ -272,7 +276,7 @@ def pointwise_mse_loss(
   if inputs.weights is not None:
     loss = loss * inputs.weights
   out = _utils.safe_reduce(loss, where=inputs.where, reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)
 
 
 # ---------------------------------------------------------------------------
@@ -298,10 +302,10 @@ def _pairwise(name, pair_loss, scores, labels, *, where, segments, weights,
         lambdaweights=lam, pairs=pairs)
     total = _pairs.fused_total(pair_loss, pair_inputs)
     if reduce_fn is jnp.sum:
-      return _finish(total, inputs)
+      return _to_output_dtype(total, inputs)
     count = _pairs.count_pairs(y, where=valid, segments=inputs.segments,
                                pairs=pairs)
-    return _finish(total / jnp.maximum(count, 1.0), inputs)
+    return _to_output_dtype(total / jnp.maximum(count, 1.0), inputs)
   # Any other reduction sees the pair losses flattened to [..., n * n], as
   # in Rax.
   d = _utils.compute_pairs(s, jnp.subtract)
@@ -317,7 +321,7 @@ def _pairwise(name, pair_loss, scores, labels, *, where, segments, weights,
   out = _utils.safe_reduce(losses.reshape(flat_shape),
                            where=valid_pairs.reshape(flat_shape),
                            reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)
 
 
 _PAIRWISE_ARGS = """
@@ -579,9 +583,9 @@ def pairwise_mse_loss(
     spread = jnp.sum(jnp.square(u), axis=-1, keepdims=True)
     total = jnp.sum(row * (n * jnp.square(u) + spread))
     if reduce_fn is jnp.sum:
-      return _finish(total, inputs)
+      return _to_output_dtype(total, inputs)
     count = jnp.sum(jnp.square(n))
-    return _finish(total / jnp.maximum(count, 1.0), inputs)
+    return _to_output_dtype(total / jnp.maximum(count, 1.0), inputs)
   return _pairwise(name, _pairs.MSE, scores, labels, where=where,
                    segments=segments, weights=weights,
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn,
@@ -673,7 +677,7 @@ def softmax_loss(
   over the valid items of each list (each segment with ``segments``). Labels
   are multiplied by ``weights`` and then mapped by ``label_fn(labels,
   where=where)`` (identity by default, as in Rax: labels are not normalised;
-  pass :func:`t5rank.ranking._utils.normalize_probabilities`-like functions to
+  pass :func:`t5rank.utils.normalize_probabilities`-like functions to
   normalise). ``reduce_fn`` reduces over lists (segments) with at least one
   valid item.
 
@@ -703,7 +707,7 @@ def softmax_loss(
   targets = label_fn(labels, where=inputs.where)
   log_p = _log_softmax(inputs.scores, inputs.valid, inputs.segments)
   per_list = -_list_sum(targets * log_p, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def poly1_softmax_loss(
@@ -762,7 +766,7 @@ def poly1_softmax_loss(
                _list_sum(jnp.ones_like(p), inputs) > 0)
   pt = jnp.where(has_valid, pt, 1.0)
   per_list = ce + epsilon * (1.0 - pt)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def unique_softmax_loss(
@@ -822,7 +826,7 @@ def unique_softmax_loss(
   if gain_fn is not None:
     terms = terms * gain_fn(y)
   per_list = -_list_sum(terms, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def _unique_log_softmax_sorted(s, y, valid):
@@ -847,7 +851,7 @@ def _unique_log_softmax_pairs(s, y, valid, segments):
   """The same with an ``[n, n]`` mask, for lists split into segments."""
   n = s.shape[-1]
   allowed = ((y[..., None, :] < y[..., :, None]) & valid[..., None, :] &
-             _utils.same_segment_mask(segments))
+             _segments.same_segment_mask(segments))
   allowed = allowed | jnp.eye(n, dtype=bool)
   pairs = jnp.broadcast_to(s[..., None, :], allowed.shape)
   peak = lax.stop_gradient(
@@ -902,7 +906,7 @@ def listmle_loss(
                     reduce_fn=reduce_fn)
   s, y, valid = inputs.scores, inputs.labels, inputs.valid
   w = inputs.weights if inputs.weights is not None else jnp.ones_like(s)
-  sorted_scores, sorted_valid, sorted_w = _utils.sort_by(
+  sorted_scores, sorted_valid, sorted_w = _sorting.sort_by(
       y, [s, valid, w], where=valid, segments=inputs.segments, key=key)
   if inputs.segments is None:
     # Masked items sort last, so the reverse accumulation meets them first
@@ -916,16 +920,16 @@ def listmle_loss(
   if inputs.segments is None:
     per_list = -jnp.sum(terms, axis=-1)
   else:
-    per_list = -_utils.segment_sum(terms, inputs.segments,
+    per_list = -_segments.segment_sum(terms, inputs.segments,
                                    where=inputs.valid)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def _segment_reverse_logsumexp(x, valid, segments):
   """For each position k: logsumexp of valid x_j, j >= k, in k's segment."""
   n = x.shape[-1]
   later = jnp.triu(jnp.ones((n, n), dtype=bool))
-  mask = later & _utils.same_segment_mask(segments) & valid[..., None, :]
+  mask = later & _segments.same_segment_mask(segments) & valid[..., None, :]
   pairs = jnp.broadcast_to(x[..., None, :], mask.shape)
   peak = jnp.max(jnp.where(mask, pairs, -jnp.inf), axis=-1)
   peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
@@ -983,7 +987,7 @@ def listnet_loss(
     targets = targets * inputs.weights
   log_p = _log_softmax(inputs.scores, inputs.valid, inputs.segments)
   per_list = -_list_sum(targets * log_p, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def distillation_kl_loss(
@@ -1047,7 +1051,7 @@ def distillation_kl_loss(
   if inputs.weights is not None:
     terms = terms * inputs.weights
   per_list = _list_sum(terms, inputs)
-  return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
 def margin_mse_loss(
@@ -1110,7 +1114,7 @@ def margin_mse_loss(
   if inputs.segments is None:
     list_sum = lambda v: jnp.sum(v, axis=-1, keepdims=True)
   else:
-    list_sum = lambda v: _utils.segment_sum(v, inputs.segments, where=valid)
+    list_sum = lambda v: _segments.segment_sum(v, inputs.segments, where=valid)
   total_a = list_sum(a)
   mean = list_sum(a * r) / jnp.where(total_a > 0, total_a, 1.0)
   spread = list_sum(a * jnp.square(r - mean))
@@ -1121,7 +1125,7 @@ def margin_mse_loss(
     per_list = per_list[..., 0]
     mask = pairs[..., 0] > 0
   else:
-    mask = (_utils.first_item_segment_mask(inputs.segments, where=valid) &
+    mask = (_segments.first_item_segment_mask(inputs.segments, where=valid) &
             (pairs > 0))
   out = _utils.safe_reduce(per_list, where=mask, reduce_fn=reduce_fn)
-  return _finish(out, inputs)
+  return _to_output_dtype(out, inputs)

@@ -55,6 +55,8 @@ from typing import Callable, Optional
 from jax import lax
 import jax.numpy as jnp
 
+from t5rank.ranking import _segments
+from t5rank.ranking import _sorting
 from t5rank.ranking import _utils
 from t5rank.ranking import types
 
@@ -124,16 +126,13 @@ def _check_inputs(name, scores, labels, where, weights=None, segments=None):
   return scores, labels, where, weights, segments
 
 
-def _check_topn_arg(name, topn):
-  if topn is None:
-    return
-  if isinstance(topn, bool) or not isinstance(topn, int) or topn < 0:
-    raise ValueError(f"{name}: topn must be a non-negative int or None, got "
-                     f"topn={topn!r}.")
+def _can_sort(rank_fn, cutoff_fn, segments):
+  """Whether ranks are the exact default ones, without segments.
 
-
-def _fast(rank_fn, cutoff_fn, segments):
-  return (rank_fn is _utils.ranks and cutoff_fn is _utils.cutoff
+  Then a metric sorts each list once (or takes its top n) instead of calling
+  ``rank_fn`` and ``cutoff_fn``.
+  """
+  return (rank_fn is _sorting.ranks and cutoff_fn is _utils.cutoff
           and segments is None)
 
 
@@ -145,8 +144,8 @@ def _retrieved(scores, where):
   return retrieved
 
 
-def _finish(name, values, *, where, segments, has_relevant,
-            exclude_lists_without_relevant, reduce_fn):
+def _reduce_over_lists(name, values, *, where, segments, has_relevant,
+                       exclude_lists_without_relevant, reduce_fn):
   """Masks empty lists (and optionally lists without relevant items), reduces.
 
   ``values`` is per list (``[...]``) or, with segments, per item
@@ -154,7 +153,7 @@ def _finish(name, values, *, where, segments, has_relevant,
   """
   del name
   if segments is not None:
-    list_where = _utils.first_item_segment_mask(segments, where=where)
+    list_where = _segments.first_item_segment_mask(segments, where=where)
   elif where is not None:
     list_where = jnp.any(where, axis=-1)
   else:
@@ -172,7 +171,7 @@ def _any_relevant(relevant, where, segments):
     relevant = relevant & where
   if segments is None:
     return jnp.any(relevant, axis=-1)
-  return _utils.segment_sum(relevant.astype(jnp.int32), segments) > 0
+  return _segments.segment_sum(relevant.astype(jnp.int32), segments) > 0
 
 
 def _take(a, order):
@@ -190,7 +189,7 @@ def _generic_retrieved(scores, ranks, where, segments, topn, cutoff_fn):
 
 def _masked_sum(a, where, segments):
   if segments is not None:
-    return _utils.segment_sum(a, segments, where=where)
+    return _segments.segment_sum(a, segments, where=where)
   if where is not None:
     a = jnp.where(where, a, jnp.zeros_like(a))
   return jnp.sum(a, axis=-1)
@@ -233,7 +232,7 @@ def mrr_metric(
     segments: Optional[Array] = None,
     topn: Optional[int] = None,
     key: Optional[Array] = None,
-    rank_fn: RankFn = _utils.ranks,
+    rank_fn: RankFn = _sorting.ranks,
     cutoff_fn: CutoffFn = _utils.cutoff,
     reduce_fn: Optional[ReduceFn] = jnp.mean,
     exclude_lists_without_relevant: bool = False,
@@ -259,18 +258,18 @@ def mrr_metric(
     The (reduced) reciprocal rank.
   """
   name = "mrr_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   relevant = labels >= 1
   has_relevant = _any_relevant(relevant, where, segments)
 
-  if _fast(rank_fn, cutoff_fn, segments) and key is None:
+  if _can_sort(rank_fn, cutoff_fn, segments) and key is None:
     n = scores.shape[-1]
-    okey = _utils.order_key(scores, where)
+    okey = _sorting.order_key(scores, where)
     hits = relevant & _retrieved(scores, where)
     iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
-    best = jnp.min(jnp.where(hits, okey, _utils._INT32_MAX), axis=-1,
+    best = jnp.min(jnp.where(hits, okey, _sorting._INT32_MAX), axis=-1,
                    keepdims=True)
     first = jnp.min(jnp.where(hits & (okey == best), iota, n), axis=-1,
                     keepdims=True)
@@ -280,8 +279,8 @@ def mrr_metric(
     if topn is not None:
       found = found & (rank <= topn)
     values = jnp.where(found, 1.0 / rank.astype(jnp.float32), 0.0)
-  elif _fast(rank_fn, cutoff_fn, segments):
-    order = _utils.sort_order(scores, where=where, key=key, topn=topn)
+  elif _can_sort(rank_fn, cutoff_fn, segments):
+    order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
     hits = _take(relevant & _retrieved(scores, where), order)
     position = jnp.arange(1, order.shape[-1] + 1, dtype=jnp.float32)
     values = jnp.max(jnp.where(hits, 1.0 / position, 0.0), axis=-1,
@@ -293,20 +292,22 @@ def mrr_metric(
     safe_ranks = jnp.where(item_ranks == 0, jnp.inf, item_ranks)
     contrib = relevant.astype(jnp.float32) * retrieved / safe_ranks
     if segments is not None:
-      values = _utils.segment_max(contrib, segments, where=where, initial=0.0)
+      values = _segments.segment_max(contrib, segments, where=where,
+                                     initial=0.0)
     else:
       values = jnp.max(contrib, axis=-1, where=where, initial=0.0)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=has_relevant,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=has_relevant,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 def _top_selection(scores, where, key, topn):
   """Boolean mask of the items ranked in the top ``topn`` (all if None)."""
   if topn is None:
     return jnp.ones(scores.shape, bool)
-  order = _utils.sort_order(scores, where=where, key=key, topn=topn)
+  order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
   return jnp.put_along_axis(jnp.zeros(scores.shape, bool), order,
                             jnp.ones(order.shape, bool), axis=-1,
                             inplace=False)
@@ -317,7 +318,7 @@ def _retrieved_relevant_counts(name, scores, labels, where, segments, topn,
   """(#relevant retrieved in top-n, #retrieved in top-n, #relevant valid)."""
   relevant = labels >= 1
   valid_relevant = relevant if where is None else relevant & where
-  if _fast(rank_fn, cutoff_fn, segments):
+  if _can_sort(rank_fn, cutoff_fn, segments):
     retrieved = _retrieved(scores, where) & _top_selection(
         scores, where, key, topn)
     # Float sums vectorise better than boolean ones on CPU.
@@ -346,7 +347,7 @@ def precision_metric(
     segments: Optional[Array] = None,
     topn: Optional[int] = None,
     key: Optional[Array] = None,
-    rank_fn: RankFn = _utils.ranks,
+    rank_fn: RankFn = _sorting.ranks,
     cutoff_fn: CutoffFn = _utils.cutoff,
     reduce_fn: Optional[ReduceFn] = jnp.mean,
     exclude_lists_without_relevant: bool = False,
@@ -370,16 +371,17 @@ def precision_metric(
     The (reduced) precision.
   """
   name = "precision_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   n_hit, n_retrieved, _ = _retrieved_relevant_counts(
       name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn)
   values = n_hit / jnp.where(n_retrieved == 0, 1.0, n_retrieved)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=_any_relevant(labels >= 1, where, segments),
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=_any_relevant(labels >= 1, where, segments),
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -391,7 +393,7 @@ def recall_metric(
     segments: Optional[Array] = None,
     topn: Optional[int] = None,
     key: Optional[Array] = None,
-    rank_fn: RankFn = _utils.ranks,
+    rank_fn: RankFn = _sorting.ranks,
     cutoff_fn: CutoffFn = _utils.cutoff,
     reduce_fn: Optional[ReduceFn] = jnp.mean,
     exclude_lists_without_relevant: bool = False,
@@ -413,16 +415,17 @@ def recall_metric(
     The (reduced) recall.
   """
   name = "recall_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   n_hit, _, n_relevant = _retrieved_relevant_counts(
       name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn)
   values = n_hit / jnp.where(n_relevant == 0, 1.0, n_relevant)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=n_relevant > 0,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=n_relevant > 0,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -434,7 +437,7 @@ def ap_metric(
     segments: Optional[Array] = None,
     topn: Optional[int] = None,
     key: Optional[Array] = None,
-    rank_fn: RankFn = _utils.ranks,
+    rank_fn: RankFn = _sorting.ranks,
     cutoff_fn: CutoffFn = _utils.cutoff,
     reduce_fn: Optional[ReduceFn] = jnp.mean,
     exclude_lists_without_relevant: bool = False,
@@ -456,13 +459,13 @@ def ap_metric(
     The (reduced) average precision.
   """
   name = "ap_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   relevant = labels >= 1
   valid_relevant = relevant if where is None else relevant & where
-  if _fast(rank_fn, cutoff_fn, segments):
-    order = _utils.sort_order(scores, where=where, key=key, topn=topn)
+  if _can_sort(rank_fn, cutoff_fn, segments):
+    order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
     rel_sorted = _take(relevant, order)
     hits = rel_sorted & _take(_retrieved(scores, where), order)
     precision = jnp.cumsum(rel_sorted, axis=-1) / jnp.arange(
@@ -475,7 +478,7 @@ def ap_metric(
                                    cutoff_fn)
     rel = relevant.astype(jnp.float32)
     above = (item_ranks[..., :, None] >= item_ranks[..., None, :])
-    pair_mask = None if segments is None else _utils.same_segment_mask(
+    pair_mask = None if segments is None else _segments.same_segment_mask(
         segments)
     pairs = above * rel[..., :, None] * rel[..., None, :]
     if pair_mask is not None:
@@ -484,10 +487,11 @@ def ap_metric(
     total = _masked_sum(precision * retrieved, where, segments)
     n_relevant = _masked_sum(rel, where, segments)
   values = total / jnp.where(n_relevant == 0, 1.0, n_relevant)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=n_relevant > 0,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=n_relevant > 0,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 def _gains(labels, weights, gain_fn):
@@ -497,15 +501,15 @@ def _gains(labels, weights, gain_fn):
   return gains
 
 
-def _fast_dcg(scores, gains, where, key, topn, discount_fn):
-  order = _utils.sort_order(scores, where=where, key=key, topn=topn)
+def _sorted_dcg(scores, gains, where, key, topn, discount_fn):
+  order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
   hits = _take(_retrieved(scores, where), order)
   g = _take(gains, order)
   discounts = discount_fn(jnp.arange(1, order.shape[-1] + 1, dtype=jnp.int32))
   return jnp.sum(jnp.where(hits, g * discounts, 0.0), axis=-1)
 
 
-def _fast_ideal_dcg(gains, where, topn, discount_fn):
+def _sorted_ideal_dcg(gains, where, topn, discount_fn):
   """DCG of the best ordering: valid gains sorted descending."""
   n = gains.shape[-1]
   m = n if topn is None else min(topn, n)
@@ -515,7 +519,7 @@ def _fast_ideal_dcg(gains, where, topn, discount_fn):
   if m < n:
     best = lax.top_k(masked, m)[0]
   else:
-    best = _utils.sort_values_descending(masked)
+    best = _sorting.sort_values_descending(masked)
   discounts = discount_fn(jnp.arange(1, m + 1, dtype=jnp.int32))
   return jnp.sum(jnp.where(best > -jnp.inf, best * discounts, 0.0), axis=-1)
 
@@ -541,7 +545,7 @@ def dcg_metric(
     key: Optional[Array] = None,
     gain_fn: Callable[[Array], Array] = default_gain_fn,
     discount_fn: Callable[[Array], Array] = default_discount_fn,
-    rank_fn: RankFn = _utils.ranks,
+    rank_fn: RankFn = _sorting.ranks,
     cutoff_fn: CutoffFn = _utils.cutoff,
     reduce_fn: Optional[ReduceFn] = jnp.mean,
     exclude_lists_without_relevant: bool = False,
@@ -570,19 +574,20 @@ def dcg_metric(
     The (reduced) DCG.
   """
   name = "dcg_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   gains = _gains(labels, weights, gain_fn)
-  if _fast(rank_fn, cutoff_fn, segments):
-    values = _fast_dcg(scores, gains, where, key, topn, discount_fn)
+  if _can_sort(rank_fn, cutoff_fn, segments):
+    values = _sorted_dcg(scores, gains, where, key, topn, discount_fn)
   else:
     values = _generic_dcg(scores, gains, where, segments, topn, key, rank_fn,
                           cutoff_fn, discount_fn)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=_any_relevant(gains != 0, where, segments),
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=_any_relevant(gains != 0, where, segments),
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -597,7 +602,7 @@ def ndcg_metric(
     key: Optional[Array] = None,
     gain_fn: Callable[[Array], Array] = default_gain_fn,
     discount_fn: Callable[[Array], Array] = default_discount_fn,
-    rank_fn: RankFn = _utils.ranks,
+    rank_fn: RankFn = _sorting.ranks,
     cutoff_fn: CutoffFn = _utils.cutoff,
     reduce_fn: Optional[ReduceFn] = jnp.mean,
     exclude_lists_without_relevant: bool = False,
@@ -625,25 +630,26 @@ def ndcg_metric(
     The (reduced) NDCG.
   """
   name = "ndcg_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   gains = _gains(labels, weights, gain_fn)
-  if _fast(rank_fn, cutoff_fn, segments):
-    dcg = _fast_dcg(scores, gains, where, key, topn, discount_fn)
+  if _can_sort(rank_fn, cutoff_fn, segments):
+    dcg = _sorted_dcg(scores, gains, where, key, topn, discount_fn)
   else:
     dcg = _generic_dcg(scores, gains, where, segments, topn, key, rank_fn,
                        cutoff_fn, discount_fn)
   if segments is None:
-    ideal = _fast_ideal_dcg(gains, where, topn, discount_fn)
+    ideal = _sorted_ideal_dcg(gains, where, topn, discount_fn)
   else:
     ideal = _generic_dcg(gains, gains, where, segments, topn, None,
-                         _utils.ranks, _utils.cutoff, discount_fn)
+                         _sorting.ranks, _utils.cutoff, discount_fn)
   values = dcg / jnp.where(ideal == 0, 1.0, ideal)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=_any_relevant(gains != 0, where, segments),
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=_any_relevant(gains != 0, where, segments),
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 def opa_metric(
@@ -687,23 +693,24 @@ def opa_metric(
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   if segments is None:
-    n_correct, n_pairs = _utils.ordered_pair_counts(scores, labels, where)
+    n_correct, n_pairs = _sorting.ordered_pair_counts(scores, labels, where)
   else:
     ordered = labels[..., :, None] > labels[..., None, :]
     if where is not None:
       ordered = ordered & where[..., :, None] & where[..., None, :]
-    ordered = ordered & _utils.same_segment_mask(segments)
+    ordered = ordered & _segments.same_segment_mask(segments)
     correct = ordered & (scores[..., :, None] > scores[..., None, :])
-    n_pairs = _utils.segment_sum(jnp.sum(ordered, -1, dtype=jnp.int32),
+    n_pairs = _segments.segment_sum(jnp.sum(ordered, -1, dtype=jnp.int32),
                                  segments)
-    n_correct = _utils.segment_sum(jnp.sum(correct, -1, dtype=jnp.int32),
+    n_correct = _segments.segment_sum(jnp.sum(correct, -1, dtype=jnp.int32),
                                    segments)
   values = n_correct.astype(jnp.float32) / jnp.maximum(n_pairs, 1).astype(
       jnp.float32)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=n_pairs > 0,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=n_pairs > 0,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 
 
 @_with_args_doc
@@ -719,7 +726,7 @@ def err_metric(
     gain_fn: Callable[[Array], Array] = default_gain_fn,
     discount_fn: Callable[[Array], Array] = reciprocal_rank_discount_fn,
     max_label: Optional[float] = 4.0,
-    rank_fn: RankFn = _utils.ranks,
+    rank_fn: RankFn = _sorting.ranks,
     cutoff_fn: CutoffFn = _utils.cutoff,
     reduce_fn: Optional[ReduceFn] = jnp.mean,
     exclude_lists_without_relevant: bool = False,
@@ -756,7 +763,7 @@ def err_metric(
     The (reduced) ERR.
   """
   name = "err_metric"
-  _check_topn_arg(name, topn)
+  _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   if max_label is None:
@@ -764,15 +771,15 @@ def err_metric(
       top = jnp.max(labels, axis=-1, keepdims=True, where=where,
                     initial=-jnp.inf)
     else:
-      top = _utils.segment_max(labels, segments, where=where)
+      top = _segments.segment_max(labels, segments, where=where)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
   else:
     top = jnp.asarray(max_label, jnp.float32)
   stop = jnp.clip(gain_fn(labels) / jnp.power(2.0, top), 0.0, 1.0)
   term_weights = jnp.ones_like(stop) if weights is None else weights
   has_relevant = _any_relevant(stop * term_weights != 0, where, segments)
-  if _fast(rank_fn, cutoff_fn, segments):
-    order = _utils.sort_order(scores, where=where, key=key, topn=topn)
+  if _can_sort(rank_fn, cutoff_fn, segments):
+    order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
     hits = _take(_retrieved(scores, where), order)
     r = jnp.where(hits, _take(stop, order), 0.0)
     w = _take(term_weights, order)
@@ -794,12 +801,13 @@ def err_metric(
     above = jnp.clip(item_ranks[..., :, None] - item_ranks[..., None, :],
                      0.0, 1.0)
     if segments is not None:
-      above = jnp.where(_utils.same_segment_mask(segments), above, 0.0)
+      above = jnp.where(_segments.same_segment_mask(segments), above, 0.0)
     reach = jnp.prod(1.0 - above * r[..., None, :], axis=-1)
     terms = discount_fn(item_ranks) * term_weights * r * reach * retrieved
     values = _masked_sum(terms, where, segments)
-  return _finish(name, values, where=where, segments=segments,
-                 has_relevant=has_relevant,
-                 exclude_lists_without_relevant=exclude_lists_without_relevant,
-                 reduce_fn=reduce_fn)
+  return _reduce_over_lists(
+      name, values, where=where, segments=segments,
+      has_relevant=has_relevant,
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn)
 

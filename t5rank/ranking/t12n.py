@@ -392,10 +392,10 @@ def _neural_dcg(scores, labels, *, where, topn, weights, gain_fn,
   expected_gains = jnp.einsum("...ij,...j->...i", p, gains)
   values = jnp.sum(expected_gains * discounts, axis=-1)
   if normalize:
-    ideal = metrics._fast_ideal_dcg(  # pylint: disable=protected-access
+    ideal = metrics._sorted_ideal_dcg(  # pylint: disable=protected-access
         gains, where, topn, discount_fn)
     values = values / jnp.where(ideal == 0, 1.0, ideal)
-  return metrics._finish(  # pylint: disable=protected-access
+  return metrics._reduce_over_lists(  # pylint: disable=protected-access
       "neuralsort", values, where=where, segments=None,
       has_relevant=jnp.any(gains != 0, axis=-1),
       exclude_lists_without_relevant=exclude_lists_without_relevant,

@@ -1,9 +1,7 @@
-"""Tests for t5rank/ranking/_utils.py: ranks, sorting, cutoffs, reductions."""
+"""Tests for t5rank/ranking/_utils.py: cutoffs, reductions, pairs."""
 
 import doctest
 
-import hypothesis
-from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +10,6 @@ import pytest
 from t5rank.ranking import _utils
 
 rax_utils = pytest.importorskip("rax._src.utils")
-rax_segment_utils = pytest.importorskip("rax._src.segment_utils")
 
 
 def _random_lists(seed, batch=3, n=9, ties=True, with_inf=True):
@@ -30,85 +27,6 @@ def _random_lists(seed, batch=3, n=9, ties=True, with_inf=True):
 
 def _assert_equal_on(a, b, mask):
   np.testing.assert_array_equal(np.where(mask, a, 0), np.where(mask, b, 0))
-
-
-@pytest.mark.parametrize("n", [1, 2, 9, 64, 200])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_ranks_match_rax_on_valid_items(n, seed):
-  scores, where, segments = _random_lists(seed, n=n)
-  ranks = jax.jit(_utils.ranks)
-  _assert_equal_on(ranks(scores), rax_utils.ranks(scores), True)
-  _assert_equal_on(ranks(scores, where=where),
-                   rax_utils.ranks(scores, where=where), where)
-  _assert_equal_on(
-      _utils.ranks(scores, where=where, segments=segments),
-      rax_utils.ranks(scores, where=where, segments=segments), where)
-  key = jax.random.PRNGKey(seed)
-  _assert_equal_on(_utils.ranks(scores, where=where, key=key),
-                   rax_utils.ranks(scores, where=where, key=key), where)
-
-
-def test_ranks_start_at_one_and_ties_keep_list_order():
-  np.testing.assert_array_equal(
-      _utils.ranks(jnp.array([1., 2., 1., 2.])), [3, 1, 4, 2])
-
-
-def test_zero_and_negative_zero_tie():
-  np.testing.assert_array_equal(_utils.ranks(jnp.array([0., -0., 1.])),
-                                [2, 3, 1])
-
-
-def test_masked_items_rank_after_valid_items_whatever_their_score():
-  scores = jnp.array([jnp.inf, 1., jnp.nan, 2., -jnp.inf])
-  where = jnp.array([False, True, False, True, True])
-  r = _utils.ranks(scores, where=where)
-  np.testing.assert_array_equal(r[np.array(where)], [2, 1, 3])
-  assert set(np.asarray(r[~np.array(where)])) == {4, 5}
-
-
-def test_random_tie_break_uses_the_key():
-  scores = jnp.zeros(50)
-  a = _utils.ranks(scores, key=jax.random.PRNGKey(0))
-  b = _utils.ranks(scores, key=jax.random.PRNGKey(1))
-  assert not np.array_equal(a, b)
-  np.testing.assert_array_equal(np.sort(a), np.arange(1, 51))
-
-
-@pytest.mark.parametrize("n", [1, 3, 100, 257, 1000])
-def test_sort_order_is_a_stable_descending_argsort(n):
-  rng = np.random.default_rng(n)
-  scores = rng.integers(0, 20, (2, n)).astype(np.float32)
-  expected = np.argsort(-scores, axis=-1, kind="stable")
-  order = jax.jit(_utils.sort_order)(jnp.asarray(scores))
-  np.testing.assert_array_equal(order, expected)
-  for topn in (0, 1, 7):
-    np.testing.assert_array_equal(
-        _utils.sort_order(jnp.asarray(scores), topn=topn),
-        expected[:, :topn])
-
-
-def test_ranks_work_on_any_axis_and_under_vmap():
-  rng = np.random.default_rng(0)
-  scores = jnp.asarray(rng.normal(size=(2, 5, 7)).astype(np.float32))
-  np.testing.assert_array_equal(_utils.ranks(scores, axis=1),
-                                rax_utils.ranks(scores, axis=1))
-  np.testing.assert_array_equal(jax.vmap(_utils.ranks)(scores),
-                                rax_utils.ranks(scores))
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sort_by_matches_rax_on_valid_prefix(seed):
-  scores, where, segments = _random_lists(seed)
-  values = scores * 2
-  n_valid = np.sum(np.asarray(where), axis=-1, keepdims=True)
-  prefix = np.arange(scores.shape[-1]) < n_valid
-  ours = _utils.sort_by(scores, [values, segments], where=where)
-  theirs = rax_utils.sort_by(scores, [values, segments], where=where)
-  for a, b in zip(ours, theirs):
-    _assert_equal_on(a, b, prefix)
-  ours = _utils.sort_by(scores, [values], segments=segments)
-  theirs = rax_utils.sort_by(scores, [values], segments=segments)
-  np.testing.assert_array_equal(ours[0], theirs[0])
 
 
 @pytest.mark.parametrize("n_cut", [None, 0, 1, 3, 20])
@@ -197,46 +115,6 @@ def test_compute_pairs_has_shape_n_by_n():
   out = _utils.compute_pairs(jnp.array([[1., 2., 4.]]), jnp.subtract)
   assert out.shape == (1, 3, 3)
   assert out[0, 2, 0] == 3.0
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_segment_helpers_match_rax(seed):
-  scores, where, segments = _random_lists(seed, with_inf=False)
-  for name in ("segment_sum", "segment_max", "segment_softmax",
-               "segment_log_softmax"):
-    ours = getattr(_utils, name)(scores, segments, where=where)
-    theirs = getattr(rax_segment_utils, name)(scores, segments, where=where)
-    np.testing.assert_allclose(np.where(where, ours, 0),
-                               np.where(where, theirs, 0), atol=1e-5,
-                               err_msg=name)
-  np.testing.assert_array_equal(
-      _utils.first_item_segment_mask(segments, where=where),
-      rax_segment_utils.first_item_segment_mask(segments, where=where))
-  np.testing.assert_array_equal(
-      _utils.in_segment_indices(segments),
-      rax_segment_utils.in_segment_indices(segments))
-
-
-@hypothesis.settings(max_examples=40, deadline=None)
-@hypothesis.given(st.lists(st.floats(allow_nan=False, width=32), min_size=2,
-                           max_size=2))
-def test_order_key_orders_like_descending_scores(pair):
-  a, b = pair
-  keys = np.asarray(_utils.order_key(jnp.array([a, b], jnp.float32)))
-  if a > b:
-    assert keys[0] < keys[1]
-  elif a < b:
-    assert keys[0] > keys[1]
-  else:
-    assert keys[0] == keys[1]
-
-
-def test_sort_values_descending_matches_numpy():
-  rng = np.random.default_rng(0)
-  values = rng.normal(size=(3, 37)).astype(np.float32)
-  np.testing.assert_array_equal(
-      _utils.sort_values_descending(jnp.asarray(values)),
-      -np.sort(-values, axis=-1))
 
 
 def test_doctests_pass():

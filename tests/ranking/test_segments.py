@@ -1,0 +1,50 @@
+"""Tests for t5rank/ranking/_segments.py: per-segment sums and softmaxes."""
+
+import doctest
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from t5rank.ranking import _segments
+
+rax_segment_utils = pytest.importorskip("rax._src.segment_utils")
+
+
+def _random_lists(seed, batch=3, n=9, ties=True, with_inf=True):
+  rng = np.random.default_rng(seed)
+  if ties:
+    scores = rng.integers(-3, 4, (batch, n)).astype(np.float32)
+  else:
+    scores = rng.normal(size=(batch, n)).astype(np.float32)
+  if with_inf:
+    scores[rng.random((batch, n)) < 0.1] = -np.inf
+  where = rng.random((batch, n)) > 0.3
+  segments = rng.integers(0, 3, (batch, n))
+  return jnp.asarray(scores), jnp.asarray(where), jnp.asarray(segments)
+
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_segment_helpers_match_rax(seed):
+  scores, where, segments = _random_lists(seed, with_inf=False)
+  for name in ("segment_sum", "segment_max", "segment_softmax",
+               "segment_log_softmax"):
+    ours = getattr(_segments, name)(scores, segments, where=where)
+    theirs = getattr(rax_segment_utils, name)(scores, segments, where=where)
+    np.testing.assert_allclose(np.where(where, ours, 0),
+                               np.where(where, theirs, 0), atol=1e-5,
+                               err_msg=name)
+  np.testing.assert_array_equal(
+      _segments.first_item_segment_mask(segments, where=where),
+      rax_segment_utils.first_item_segment_mask(segments, where=where))
+  np.testing.assert_array_equal(
+      _segments.in_segment_indices(segments),
+      rax_segment_utils.in_segment_indices(segments))
+
+
+def test_doctests_pass():
+  result = doctest.testmod(
+      _segments, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+  assert result.attempted > 0
+  assert result.failed == 0
