@@ -273,7 +273,8 @@ def test_finetune_runs_with_either_head(head):
 
 
 @pytest.mark.parametrize("path,num_partitions,submesh", [
-    ("meshes/data_parallel.gin", 1, None), ("meshes/data_model.gin", 2, None),
+    ("meshes/data_parallel.gin", None, (1, 1, 1, 1)),
+    ("meshes/data_model.gin", 2, None),
     ("meshes/tpu_v4.gin", 4, None), ("meshes/tpu_v5e.gin", None, (2, 2, 1, 1))
 ])
 def test_mesh_file_sets_model_partitions(path, num_partitions, submesh):

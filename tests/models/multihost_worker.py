@@ -47,6 +47,7 @@ def main():
   import jax
 
   if NUM_PROCESSES > 1:
+    # JAX's default for CPU; set so that the test does not depend on it.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=f"localhost:{PORT}",
