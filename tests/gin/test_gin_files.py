@@ -162,7 +162,8 @@ def _check_loss(loss_fn):
 MODEL_FILES = [f"models/{head}/{size}.gin" for head in HEADS for size in SIZES]
 LOSS_FILES = sorted(f for f in _gin_files() if f.startswith("losses/"))
 FINETUNE_FILES = ["runs/finetune_msmarco.gin", "runs/finetune_qna21.gin"]
-MESH_FILES = ["meshes/data_parallel.gin", "meshes/data_model.gin"]
+MESH_FILES = ["meshes/data_parallel.gin", "meshes/data_model.gin",
+              "meshes/tpu_v4.gin", "meshes/tpu_v5e.gin"]
 CHECKED = (set(MODEL_FILES) | set(LOSS_FILES) | set(FINETUNE_FILES)
            | set(MESH_FILES)
            | {"runs/eval.gin", "runs/packed.gin", "demo/model.gin",
@@ -271,9 +272,12 @@ def test_finetune_runs_with_either_head(head):
   assert isinstance(args["model"], HEADS[head])
 
 
-@pytest.mark.parametrize("path,num_partitions", [
-    ("meshes/data_parallel.gin", 1), ("meshes/data_model.gin", 2)])
-def test_mesh_file_sets_model_partitions(path, num_partitions):
+@pytest.mark.parametrize("path,num_partitions,submesh", [
+    ("meshes/data_parallel.gin", None, (1, 1, 1, 1)),
+    ("meshes/data_model.gin", 2, None),
+    ("meshes/tpu_v4.gin", 4, None), ("meshes/tpu_v5e.gin", None, (2, 2, 1, 1))
+])
+def test_mesh_file_sets_model_partitions(path, num_partitions, submesh):
   with _gin_scope():
     args = _train_args(
         ["models/encdec/small.gin", "runs/finetune_msmarco.gin", path],
@@ -281,6 +285,7 @@ def test_mesh_file_sets_model_partitions(path, num_partitions):
   partitioner = args["partitioner"]
   assert isinstance(partitioner, partitioning.PjitPartitioner)
   assert partitioner._num_partitions == num_partitions  # pylint: disable=protected-access
+  assert partitioner._model_parallel_submesh == submesh  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
