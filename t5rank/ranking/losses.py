@@ -916,8 +916,10 @@ def listmle_loss(
   if inputs.segments is None:
     per_list = -jnp.sum(terms, axis=-1)
   else:
+    # `terms` is in sorted slots: each segment keeps the slots it held, so
+    # the slot's segment id is unchanged but its validity is `sorted_valid`.
     per_list = -_utils.segment_sum(terms, inputs.segments,
-                                   where=inputs.valid)
+                                   where=sorted_valid)
   return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
