@@ -180,10 +180,28 @@ def _identity_label_fn(labels, *, where=None):
   return labels
 
 
+def _ranking_loss(uses_key: bool = False):
+  """Marks a public loss; ``uses_key=False`` says its ``key`` is unused.
+
+  Every loss accepts ``key`` so a trainer can always pass one, but only the
+  ones that use it should consume randomness: ``t12n.gumbel_t12n`` splits
+  its key for the wrapped function only when that function uses one, as Rax
+  does (Rax's losses other than ListMLE take no
+  key), so Gumbel samples equal Rax's for the same key. The mark is an
+  attribute, which ``functools.wraps`` (and so gin) carries over.
+  """
+  def decorator(fn):
+    if not uses_key:
+      fn._ignores_key = True  # pylint: disable=protected-access
+    return fn
+  return decorator
+
+
 # ---------------------------------------------------------------------------
 # Pointwise losses.
 
 
+@_ranking_loss()
 def pointwise_sigmoid_loss(
     scores: Array,
     labels: Array,
@@ -234,6 +252,7 @@ def pointwise_sigmoid_loss(
   return _finish(out, inputs)
 
 
+@_ranking_loss()
 def pointwise_mse_loss(
     scores: Array,
     labels: Array,
@@ -337,6 +356,7 @@ _PAIRWISE_ARGS = """
 """
 
 
+@_ranking_loss()
 def pairwise_hinge_loss(
     scores: Array,
     labels: Array,
@@ -385,6 +405,7 @@ def pairwise_hinge_loss(
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_logistic_loss(
     scores: Array,
     labels: Array,
@@ -427,6 +448,7 @@ def pairwise_logistic_loss(
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_soft_zero_one_loss(
     scores: Array,
     labels: Array,
@@ -467,6 +489,7 @@ def pairwise_soft_zero_one_loss(
                    reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_qr_loss(
     scores: Array,
     labels: Array,
@@ -520,6 +543,7 @@ def pairwise_qr_loss(
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_mse_loss(
     scores: Array,
     labels: Array,
@@ -594,6 +618,7 @@ for _fn in (pairwise_hinge_loss, pairwise_logistic_loss,
 del _fn
 
 
+@_ranking_loss()
 def lambdaloss_loss(
     scores: Array,
     labels: Array,
@@ -655,6 +680,7 @@ def lambdaloss_loss(
 # Listwise losses.
 
 
+@_ranking_loss()
 def softmax_loss(
     scores: Array,
     labels: Array,
@@ -706,6 +732,7 @@ def softmax_loss(
   return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def poly1_softmax_loss(
     scores: Array,
     labels: Array,
@@ -765,6 +792,7 @@ def poly1_softmax_loss(
   return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def unique_softmax_loss(
     scores: Array,
     labels: Array,
@@ -857,6 +885,7 @@ def _unique_log_softmax_pairs(s, y, valid, segments):
   return jnp.where(valid, s - peak - jnp.log(total), 0.0)
 
 
+@_ranking_loss(uses_key=True)
 def listmle_loss(
     scores: Array,
     labels: Array,
@@ -936,6 +965,7 @@ def _segment_reverse_logsumexp(x, valid, segments):
   return peak + jnp.log(jnp.where(total > 0, total, 1.0))
 
 
+@_ranking_loss()
 def listnet_loss(
     scores: Array,
     labels: Array,
@@ -988,6 +1018,7 @@ def listnet_loss(
   return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def distillation_kl_loss(
     scores: Array,
     labels: Array,
@@ -1052,6 +1083,7 @@ def distillation_kl_loss(
   return _finish(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def margin_mse_loss(
     scores: Array,
     labels: Array,

@@ -81,6 +81,22 @@ def _with_signature(fn, wrapped, add=(), remove=()):
   return fn
 
 
+def _uses_key(fn) -> bool:
+  """Whether ``fn`` takes a ``key`` it uses (Rax's rule, plus loss marks).
+
+  As Rax: a function that accepts ``key=`` (by name or ``**kwargs``) uses it;
+  except that t5rank's losses which accept ``key`` only for a uniform call
+  signature carry an ``_ignores_key`` mark (see ``losses._ranking_loss``).
+  """
+  try:
+    inspect.signature(fn).bind_partial(key=None)
+  except (TypeError, ValueError):
+    return False
+  while isinstance(fn, functools.partial):
+    fn = fn.func
+  return not getattr(fn, "_ignores_key", False)
+
+
 def _sanitize_masked(scores, where):
   """Replaces masked scores by 0 so inf/NaN there cannot reach a gradient."""
   if where is None:
@@ -185,8 +201,15 @@ def gumbel_t12n(
   a new leading axis (array arguments are repeated along it) and calls the
   function once; with ``reduce_fn=jnp.mean`` the result averages over samples
   and lists, with ``reduce_fn=None`` it keeps the ``[samples, ...]`` axis
-  (as Rax). ``key=`` is required; when the wrapped function takes a ``key``
-  it receives a split of it. A missing ``key`` raises ``TypeError``.
+  (as Rax). ``key=`` is required; a missing ``key`` raises ``TypeError``.
+  Keys are derived as in Rax 0.4.0, so the noise (and the value of a loss
+  named like Rax's) equals Rax's for the same key: when the wrapped function
+  uses a key, ``key`` is split in two, the first half drawing the noise and
+  the second going to the function; otherwise ``key`` draws the noise
+  directly. Every t5rank loss accepts ``key``, but only those that use it
+  (:func:`~t5rank.ranking.losses.listmle_loss`, metrics with random tie
+  breaking, functions outside t5rank that take ``key``) receive a split.
+  ``samples`` must be a positive integer (checked when wrapping).
   ``smoothing_factor`` applies
   :math:`\log(\op{softmax}(\tilde s) + \epsilon)` (1e-20 matches TF-Ranking).
   Masked scores are replaced by 0 before adding noise, so ``inf``/``NaN``
@@ -213,10 +236,12 @@ def gumbel_t12n(
   Returns:
     ``gumbel_<name>``, which takes an extra required ``key`` argument.
   """
-  if samples < 1:
-    raise ValueError(f"gumbel_t12n: samples must be >= 1, got "
-                     f"samples={samples}.")
-  passes_key = _has_parameter(loss_or_metric_fn, "key")
+  if (isinstance(samples, (bool, np.bool_)) or
+      not isinstance(samples, (int, np.integer)) or samples < 1):
+    raise ValueError(f"gumbel_t12n: samples must be a positive integer, got "
+                     f"samples={samples!r}.")
+  samples = int(samples)
+  passes_key = _uses_key(loss_or_metric_fn)
   name = "gumbel_" + _utils.fun_name(loss_or_metric_fn)
 
   @_utils.wraps(loss_or_metric_fn, "gumbel_{fun}",
