@@ -181,9 +181,13 @@ def _identity_label_fn(labels, *, where=None):
 
 
 def _ranking_loss(uses_key: bool = False):
-  """Marks a public loss; ``uses_key=False`` says its ``key`` is unused.
+  """Decorates a public loss: empty lists, and whether ``key`` is used.
 
-  Every loss accepts ``key`` so a trainer can always pass one, but only the
+  A list axis of size 0 (``[..., 0]``) is scored as lists with one masked
+  item, so every loss gives 0 (lists with no valid item are left out of the
+  mean), a zero gradient, and ``reduce_fn=None`` keeps a size-0 item axis.
+
+  ``uses_key=False`` marks a loss whose ``key`` is unused. Every loss accepts ``key`` so a trainer can always pass one, but only the
   ones that use it should consume randomness: ``t12n.gumbel_t12n`` splits
   its key for the wrapped function only when that function uses one, as Rax
   does (Rax's losses other than ListMLE take no
@@ -191,10 +195,42 @@ def _ranking_loss(uses_key: bool = False):
   attribute, which ``functools.wraps`` (and so gin) carries over.
   """
   def decorator(fn):
+    @functools.wraps(fn)
+    def loss(scores, labels, *args, **kwargs):
+      if jnp.shape(scores)[-1:] == (0,) and (
+          jnp.shape(labels) == jnp.shape(scores)):
+        return _on_one_masked_item(fn, scores, labels, args, kwargs)
+      return fn(scores, labels, *args, **kwargs)
     if not uses_key:
-      fn._ignores_key = True  # pylint: disable=protected-access
-    return fn
+      loss._ignores_key = True  # pylint: disable=protected-access
+    return loss
   return decorator
+
+
+def _on_one_masked_item(fn, scores, labels, args, kwargs):
+  """Calls ``fn`` on ``[..., 0]`` lists padded with one masked item."""
+  scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+  shape = scores.shape
+  kwargs = dict(kwargs)
+  try:
+    for name, fill in (("where", False), ("weights", 0), ("segments", 0)):
+      value = kwargs.get(name)
+      if value is None and name != "where":
+        continue
+      value = jnp.broadcast_to(jnp.asarray(True if value is None else value),
+                               shape)
+      kwargs[name] = _pad_last(value, fill)
+  except ValueError:
+    return fn(scores, labels, *args, **kwargs)  # fn names the bad argument.
+  out = fn(_pad_last(scores, 0), _pad_last(labels, 0), *args, **kwargs)
+  if kwargs.get("reduce_fn", jnp.mean) is None and out.ndim == len(shape):
+    out = out[..., :0]  # per-item or per-pair values: none.
+  return out
+
+
+def _pad_last(a, fill):
+  return jnp.concatenate(
+      [a, jnp.full(a.shape[:-1] + (1,), fill, a.dtype)], axis=-1)
 
 
 # ---------------------------------------------------------------------------

@@ -271,9 +271,9 @@ def mrr_metric(
     hits = relevant & _retrieved(scores, where)
     iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
     best = jnp.min(jnp.where(hits, okey, _utils._INT32_MAX), axis=-1,
-                   keepdims=True)
+                   keepdims=True, initial=_utils._INT32_MAX)
     first = jnp.min(jnp.where(hits & (okey == best), iota, n), axis=-1,
-                    keepdims=True)
+                    keepdims=True, initial=n)
     before = (okey < best) | ((okey == best) & (iota < first))
     rank = 1 + jnp.sum(before, axis=-1)
     found = jnp.any(hits, axis=-1)

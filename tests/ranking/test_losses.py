@@ -472,6 +472,22 @@ def test_mismatched_shapes_raise_a_clear_error(name):
                           where=jnp.ones((2, 4), bool))
 
 
+@pytest.mark.parametrize("name", ALL_LOSSES)
+def test_empty_list_axis_gives_zero_loss_and_zero_gradient(name):
+  fn = getattr(losses, name)
+  for shape in ((2, 0), (0,)):
+    empty = jnp.zeros(shape)
+    for kwargs in ({}, dict(where=jnp.zeros(shape, bool), reduce_fn=jnp.sum)):
+      value, grad = jax.value_and_grad(
+          lambda s: fn(s, empty, **kwargs))(empty)  # pylint: disable=cell-var-from-loop
+      assert float(value) == 0.0, (shape, kwargs)
+      assert grad.shape == shape
+    unreduced = fn(empty, empty, segments=jnp.zeros(shape, int),
+                   reduce_fn=None)
+    assert unreduced.shape[:len(shape) - 1] == shape[:-1]
+    assert np.all(np.asarray(unreduced) == 0.0)
+
+
 def test_bad_hyperparameters_raise_clear_errors():
   with pytest.raises(ValueError, match="tau=1.5"):
     losses.pairwise_qr_loss(jnp.zeros(3), jnp.zeros(3), tau=1.5)

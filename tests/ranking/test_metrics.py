@@ -286,6 +286,18 @@ def test_all_masked_list_is_left_out_of_the_mean_and_never_nan(name):
   assert np.all(fn(scores, labels, where=where, reduce_fn=None)[1] == 0.0)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_empty_list_axis_gives_zero_and_never_raises(name):
+  fn = getattr(metrics, name)
+  extra = {} if name == "opa_metric" else {"topn": 2}
+  for shape in ((2, 0), (0,)):
+    empty = jnp.zeros(shape)
+    assert float(fn(empty, empty)) == 0.0
+    assert float(fn(empty, empty, where=jnp.zeros(shape, bool), **extra)) == 0
+    assert fn(empty, empty, reduce_fn=None).shape == shape[:-1]
+    assert jax.grad(fn)(empty, empty).shape == shape
+
+
 def test_err_by_hand():
   # Grades 4, 0, 2 at ranks 1..3: R = 15/16, 0, 3/16.
   expected = 15 / 16 + (1 / 3) * (3 / 16) * (1 / 16)

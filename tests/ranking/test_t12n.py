@@ -347,6 +347,24 @@ def test_finite_values_and_gradients_on_edge_lists(transform, dtype):
       assert np.all(np.isfinite(np.asarray(grad, np.float32))), (name, topn)
 
 
+@pytest.mark.parametrize("transform", list(_transforms()))
+def test_empty_list_axis_gives_zero_value_and_gradient(transform):
+  make = _transforms()[transform]
+  kwargs = {"key": jax.random.PRNGKey(0)} if "gumbel" in transform else {}
+  names = ["ndcg_metric"] if "gumbel" in transform else SMOOTH
+  for name in names:
+    loss = make(getattr(metrics, name))
+    for shape in ((2, 0), (0,)):
+      empty = jnp.zeros(shape)
+      value, grad = jax.value_and_grad(
+          lambda s: loss(s, empty, topn=2, **kwargs))(empty)  # pylint: disable=cell-var-from-loop
+      assert float(value) == 0.0, (name, shape)
+      assert grad.shape == shape
+  gumbel = t12n.gumbel_t12n(losses.softmax_loss)
+  assert float(gumbel(jnp.zeros((2, 0)), jnp.zeros((2, 0)),
+                      key=jax.random.PRNGKey(0))) == 0.0
+
+
 def test_compositions_work_with_jit_grad_and_vmap():
   scores, labels, where = _lists(9)
   key = jax.random.PRNGKey(3)
