@@ -946,3 +946,24 @@ def accepts_kwarg(fn: Callable[..., Any], name: str) -> bool:
     return parameters[name].kind != inspect.Parameter.POSITIONAL_ONLY
   return any(p.kind == inspect.Parameter.VAR_KEYWORD
              for p in parameters.values())
+
+
+# ---------------------------------------------------------------------------
+# Argument checks shared by losses and metrics.
+
+
+def broadcast_arg(name: str, arg: str, value: Any,
+                  shape: Sequence[int]) -> Array:
+  """``value`` broadcast to ``shape``, or an error naming the argument.
+
+  >>> broadcast_arg("ndcg_metric", "where", jnp.ones(3, bool), (2, 4))
+  Traceback (most recent call last):
+  ...
+  ValueError: ndcg_metric: where must broadcast to scores.shape=(2, 4), got where.shape=(3,).
+  """
+  value = jnp.asarray(value)
+  try:
+    return jnp.broadcast_to(value, shape)
+  except ValueError:
+    raise ValueError(f"{name}: {arg} must broadcast to scores.shape="
+                     f"{tuple(shape)}, got {arg}.shape={value.shape}.") from None

@@ -119,13 +119,7 @@ def _prepare(name, scores, labels, where, weights=None, segments=None,
   return _Inputs(scores, labels, valid, where, weights, segments, out_dtype)
 
 
-def _broadcast(name, arg, value, shape):
-  value = jnp.asarray(value)
-  try:
-    return jnp.broadcast_to(value, shape)
-  except ValueError:
-    raise ValueError(f"{name}: {arg} must broadcast to scores.shape={shape}, "
-                     f"got {arg}.shape={value.shape}.") from None
+_broadcast = _utils.broadcast_arg
 
 
 def _finish(value, inputs):

@@ -414,9 +414,12 @@ def _neural_dcg(scores, labels, *, where, topn, weights, gain_fn,
       "neuralsort_ndcg_metric", scores, labels, where, weights)
   p = neuralsort_permutation(scores, where=where, temperature=temperature,
                              sinkhorn_iterations=sinkhorn_iterations)
-  gains = gain_fn(labels).astype(jnp.float32)
-  if weights is not None:
-    gains = gains * weights
+  if normalize:
+    gains = metrics._normalized_gains(  # pylint: disable=protected-access
+        labels, weights, gain_fn, where, None).astype(jnp.float32)
+  else:
+    gains = metrics._gains(  # pylint: disable=protected-access
+        labels, weights, gain_fn).astype(jnp.float32)
   if where is not None:
     gains = jnp.where(where, gains, 0.0)
   n = scores.shape[-1]
@@ -434,7 +437,7 @@ def _neural_dcg(scores, labels, *, where, topn, weights, gain_fn,
       "neuralsort", values, where=where, segments=None,
       has_relevant=jnp.any(gains != 0, axis=-1),
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn, labels=labels)
 
 
 def neuralsort_t12n(
@@ -503,7 +506,8 @@ def neuralsort_t12n(
       return -_neural_dcg(
           scores, labels,
           where=where,
-          topn=options.get("topn"),
+          topn=metrics._check_topn_arg(  # pylint: disable=protected-access
+              name, options.get("topn")),
           weights=options.get("weights"),
           gain_fn=options.get("gain_fn", metrics.default_gain_fn),
           discount_fn=options.get("discount_fn", metrics.default_discount_fn),
