@@ -137,6 +137,22 @@ def approx_t12n(metric_fn: MetricFn, temperature: float = 1.0) -> LossFn:
   >>> print(f"{approx_mrr(scores, labels):.5f}")
   -0.69659
 
+  **Differs from Rax with** ``topn`` **and** ``where`` **together, on
+  purpose:** masked (padding) items never take a top-n slot, so a masked
+  list scores as the list with its masked items removed. Rax's
+  ``approx_cutoff`` is not given the mask, so a high-scoring masked item
+  pushes valid items out of the soft top n (here Rax gives -0.20515):
+
+  >>> scores = jnp.array([5., 1., 2.])
+  >>> labels = jnp.array([0., 1., 0.])
+  >>> where = jnp.array([False, True, True])
+  >>> print(f"{approx_mrr(scores, labels, where=where, topn=1):.5f}")
+  -0.25562
+  >>> print(f"{approx_mrr(scores[1:], labels[1:], topn=1):.5f}")
+  -0.25562
+
+  Without ``topn``, or without ``where``, values equal Rax's.
+
   Args:
     metric_fn: A metric with ``rank_fn``/``cutoff_fn`` arguments.
     temperature: Sigmoid temperature :math:`T > 0`.
@@ -167,6 +183,22 @@ def bound_t12n(metric_fn: MetricFn) -> LossFn:
   >>> labels = jnp.array([0., 1., 0., 1.])
   >>> print(f"{bound_mrr(scores, labels):.5f}")
   -0.33333
+
+  **Differs from Rax with** ``topn`` **and** ``where`` **together, on
+  purpose:** as in :func:`approx_t12n`, masked (padding) items never take a
+  top-n slot, so a masked list gives the value of the list with its masked
+  items removed (Rax gives 1.0 here, the masked item holding the top slot):
+
+  >>> bound_ndcg = bound_t12n(metrics.ndcg_metric)
+  >>> scores = jnp.array([5., 1., 2.])
+  >>> labels = jnp.array([0., 1., 0.])
+  >>> where = jnp.array([False, True, True])
+  >>> print(f"{bound_ndcg(scores, labels, where=where, topn=1):.5f}")
+  0.50000
+  >>> print(f"{bound_ndcg(scores[1:], labels[1:], topn=1):.5f}")
+  0.50000
+
+  Without ``topn``, or without ``where``, values equal Rax's.
 
   Args:
     metric_fn: A metric with ``rank_fn``/``cutoff_fn`` arguments.
