@@ -15,6 +15,7 @@ empty-list handling behave the same everywhere:
 The public names are in :mod:`t5rank.utils` (Rax's ``rax.utils``).
 
 >>> import jax.numpy as jnp
+import numpy as np
 >>> scores = jnp.array([1., 3., 2., 3.])
 >>> print(cutoff(scores, 2))
 [0. 1. 0. 1.]
@@ -23,11 +24,12 @@ The public names are in :mod:`t5rank.utils` (Rax's ``rax.utils``).
 """
 
 import functools
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 from t5rank.ranking import _segments
 from t5rank.ranking import _sorting
@@ -261,7 +263,7 @@ def cutoff(
   a = jnp.asarray(a)
   if n is None:
     return jnp.ones(a.shape, jnp.float32)
-  check_topn("cutoff", n, "n")
+  n = check_topn("cutoff", n, "n")
   if segments is not None:
     selected = _sorting.ranks(a, where=where, segments=segments) <= n
   else:
@@ -302,7 +304,7 @@ def approx_cutoff(
   a = jnp.asarray(a)
   if n is None:
     return jnp.ones_like(a)
-  check_topn("approx_cutoff", n, "n")
+  n = check_topn("approx_cutoff", n, "n")
   if n == 0:
     return jnp.zeros_like(a)
   a_ranks = _sorting.ranks(a, where=where, segments=segments)
@@ -323,19 +325,29 @@ def approx_cutoff(
   return out
 
 
-def check_topn(name: str, topn: Any, argname: str = "topn") -> None:
-  """Raises ValueError unless ``topn`` is None or a non-negative int.
+def check_topn(name: str, topn: Any, argname: str = "topn") -> Optional[int]:
+  """``topn`` as a Python int (or None); a ValueError unless it is one.
 
+  Any integer type is accepted (``int``, NumPy integers, 0-d integer arrays);
+  bools, floats and negative values are errors.
+
+  >>> check_topn("ndcg_metric", np.int64(2))
+  2
   >>> check_topn("cutoff", -1, "n")
   Traceback (most recent call last):
   ...
-  ValueError: cutoff: n must be a non-negative int or None, got n=-1.
+  ValueError: cutoff: n must be a non-negative integer or None, got n=-1.
   """
   if topn is None:
-    return
-  if isinstance(topn, bool) or not isinstance(topn, int) or topn < 0:
-    raise ValueError(f"{name}: {argname} must be a non-negative int or None, "
-                     f"got {argname}={topn!r}.")
+    return None
+  dtype = getattr(topn, "dtype", None)
+  integral = (isinstance(topn, (int, np.integer)) or
+              (dtype is not None and np.ndim(topn) == 0 and
+               jnp.issubdtype(dtype, jnp.integer)))
+  if isinstance(topn, (bool, np.bool_)) or not integral or int(topn) < 0:
+    raise ValueError(f"{name}: {argname} must be a non-negative integer or "
+                     f"None, got {argname}={topn!r}.")
+  return int(topn)
 
 
 # ---------------------------------------------------------------------------
@@ -390,3 +402,25 @@ def wraps(wrapped: Callable[..., Any], namestr: str = "{fun}",
     fun.__wrapped__ = wrapped
     return fun
   return decorator
+
+
+
+# ---------------------------------------------------------------------------
+# Argument checks shared by losses and metrics.
+
+
+def broadcast_arg(name: str, arg: str, value: Any,
+                  shape: Sequence[int]) -> Array:
+  """``value`` broadcast to ``shape``, or an error naming the argument.
+
+  >>> broadcast_arg("ndcg_metric", "where", jnp.ones(3, bool), (2, 4))
+  Traceback (most recent call last):
+  ...
+  ValueError: ndcg_metric: where must broadcast to scores.shape=(2, 4), got where.shape=(3,).
+  """
+  value = jnp.asarray(value)
+  try:
+    return jnp.broadcast_to(value, shape)
+  except ValueError:
+    raise ValueError(f"{name}: {arg} must broadcast to scores.shape="
+                     f"{tuple(shape)}, got {arg}.shape={value.shape}.") from None

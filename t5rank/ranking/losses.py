@@ -121,13 +121,7 @@ def _prepare(name, scores, labels, where, weights=None, segments=None,
   return _Inputs(scores, labels, valid, where, weights, segments, out_dtype)
 
 
-def _broadcast(name, arg, value, shape):
-  value = jnp.asarray(value)
-  try:
-    return jnp.broadcast_to(value, shape)
-  except ValueError:
-    raise ValueError(f"{name}: {arg} must broadcast to scores.shape={shape}, "
-                     f"got {arg}.shape={value.shape}.") from None
+_broadcast = _utils.broadcast_arg
 
 
 def _to_output_dtype(value, inputs):
@@ -184,10 +178,64 @@ def _identity_label_fn(labels, *, where=None):
   return labels
 
 
+def _ranking_loss(uses_key: bool = False):
+  """Decorates a public loss: empty lists, and whether ``key`` is used.
+
+  A list axis of size 0 (``[..., 0]``) is scored as lists with one masked
+  item, so every loss gives 0 (lists with no valid item are left out of the
+  mean), a zero gradient, and ``reduce_fn=None`` keeps a size-0 item axis.
+
+  ``uses_key=False`` marks a loss whose ``key`` is unused. Every loss accepts ``key`` so a trainer can always pass one, but only the
+  ones that use it should consume randomness: ``t12n.gumbel_t12n`` splits
+  its key for the wrapped function only when that function uses one, as Rax
+  does (Rax's losses other than ListMLE take no
+  key), so Gumbel samples equal Rax's for the same key. The mark is an
+  attribute, which ``functools.wraps`` (and so gin) carries over.
+  """
+  def decorator(fn):
+    @functools.wraps(fn)
+    def loss(scores, labels, *args, **kwargs):
+      if jnp.shape(scores)[-1:] == (0,) and (
+          jnp.shape(labels) == jnp.shape(scores)):
+        return _on_one_masked_item(fn, scores, labels, args, kwargs)
+      return fn(scores, labels, *args, **kwargs)
+    if not uses_key:
+      loss._ignores_key = True  # pylint: disable=protected-access
+    return loss
+  return decorator
+
+
+def _on_one_masked_item(fn, scores, labels, args, kwargs):
+  """Calls ``fn`` on ``[..., 0]`` lists padded with one masked item."""
+  scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+  shape = scores.shape
+  kwargs = dict(kwargs)
+  try:
+    for name, fill in (("where", False), ("weights", 0), ("segments", 0)):
+      value = kwargs.get(name)
+      if value is None and name != "where":
+        continue
+      value = jnp.broadcast_to(jnp.asarray(True if value is None else value),
+                               shape)
+      kwargs[name] = _pad_last(value, fill)
+  except ValueError:
+    return fn(scores, labels, *args, **kwargs)  # fn names the bad argument.
+  out = fn(_pad_last(scores, 0), _pad_last(labels, 0), *args, **kwargs)
+  if kwargs.get("reduce_fn", jnp.mean) is None and out.ndim == len(shape):
+    out = out[..., :0]  # per-item or per-pair values: none.
+  return out
+
+
+def _pad_last(a, fill):
+  return jnp.concatenate(
+      [a, jnp.full(a.shape[:-1] + (1,), fill, a.dtype)], axis=-1)
+
+
 # ---------------------------------------------------------------------------
 # Pointwise losses.
 
 
+@_ranking_loss()
 def pointwise_sigmoid_loss(
     scores: Array,
     labels: Array,
@@ -238,6 +286,7 @@ def pointwise_sigmoid_loss(
   return _to_output_dtype(out, inputs)
 
 
+@_ranking_loss()
 def pointwise_mse_loss(
     scores: Array,
     labels: Array,
@@ -341,6 +390,7 @@ _PAIRWISE_ARGS = """
 """
 
 
+@_ranking_loss()
 def pairwise_hinge_loss(
     scores: Array,
     labels: Array,
@@ -389,6 +439,7 @@ def pairwise_hinge_loss(
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_logistic_loss(
     scores: Array,
     labels: Array,
@@ -431,6 +482,7 @@ def pairwise_logistic_loss(
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_soft_zero_one_loss(
     scores: Array,
     labels: Array,
@@ -471,6 +523,7 @@ def pairwise_soft_zero_one_loss(
                    reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_qr_loss(
     scores: Array,
     labels: Array,
@@ -524,6 +577,7 @@ def pairwise_qr_loss(
                    lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
 
 
+@_ranking_loss()
 def pairwise_mse_loss(
     scores: Array,
     labels: Array,
@@ -598,6 +652,7 @@ for _fn in (pairwise_hinge_loss, pairwise_logistic_loss,
 del _fn
 
 
+@_ranking_loss()
 def lambdaloss_loss(
     scores: Array,
     labels: Array,
@@ -659,6 +714,7 @@ def lambdaloss_loss(
 # Listwise losses.
 
 
+@_ranking_loss()
 def softmax_loss(
     scores: Array,
     labels: Array,
@@ -710,6 +766,7 @@ def softmax_loss(
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def poly1_softmax_loss(
     scores: Array,
     labels: Array,
@@ -769,6 +826,7 @@ def poly1_softmax_loss(
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def unique_softmax_loss(
     scores: Array,
     labels: Array,
@@ -861,6 +919,7 @@ def _unique_log_softmax_pairs(s, y, valid, segments):
   return jnp.where(valid, s - peak - jnp.log(total), 0.0)
 
 
+@_ranking_loss(uses_key=True)
 def listmle_loss(
     scores: Array,
     labels: Array,
@@ -920,8 +979,10 @@ def listmle_loss(
   if inputs.segments is None:
     per_list = -jnp.sum(terms, axis=-1)
   else:
+    # `terms` is in sorted slots: each segment keeps the slots it held, so
+    # the slot's segment id is unchanged but its validity is `sorted_valid`.
     per_list = -_segments.segment_sum(terms, inputs.segments,
-                                   where=inputs.valid)
+                                      where=sorted_valid)
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
@@ -938,6 +999,7 @@ def _segment_reverse_logsumexp(x, valid, segments):
   return peak + jnp.log(jnp.where(total > 0, total, 1.0))
 
 
+@_ranking_loss()
 def listnet_loss(
     scores: Array,
     labels: Array,
@@ -990,6 +1052,7 @@ def listnet_loss(
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def distillation_kl_loss(
     scores: Array,
     labels: Array,
@@ -1054,6 +1117,7 @@ def distillation_kl_loss(
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
+@_ranking_loss()
 def margin_mse_loss(
     scores: Array,
     labels: Array,

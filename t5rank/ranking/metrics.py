@@ -16,6 +16,20 @@ Semantics shared by every metric (pinned, and tested by name):
 * Items with score ``-inf`` (and, unlike Rax, ``NaN``) are not retrieved:
   they rank last among valid items and never count as retrieved.
 * Masked items (``where`` False) never count, whatever their score or label.
+* A ``NaN`` label on a valid item is a data error and shows: that list's
+  value (its segment's, with ``segments``) is ``NaN`` in every metric,
+  whatever ``topn``, and the list always counts in the mean (so the mean is
+  ``NaN`` too). Mask such items to leave them out.
+* Labels never overflow NDCG: with the default gain, lists whose largest
+  label is 64 or more have their gains scaled by an exact power of two
+  (NDCG is unchanged by it), so labels up to float32's range give finite
+  values. :func:`dcg_metric` itself is not normalised and becomes ``inf``
+  once ``2**y`` exceeds float32 (``y >= 128``).
+* ``topn`` is a non-negative integer of any integer type (``int``, NumPy
+  integers, 0-d integer arrays); bools and floats are errors. ``where``,
+  ``weights`` and ``segments`` must broadcast to ``scores.shape``; otherwise
+  the error names the argument and both shapes.
+* An empty list axis (``[..., 0]``) gives 0.
 * A list with no relevant item scores 0 and counts in the mean (Rax and the
   official MS-MARCO script do this); ``exclude_lists_without_relevant=True``
   leaves such lists out of the mean instead. A list with no valid item is
@@ -54,6 +68,7 @@ from typing import Callable, Optional
 
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 from t5rank.ranking import _segments
 from t5rank.ranking import _sorting
@@ -115,14 +130,12 @@ def _check_inputs(name, scores, labels, where, weights=None, segments=None):
   if scores.ndim == 0:
     raise ValueError(f"{name}: scores must have a list axis, got a scalar.")
   if where is not None:
-    where = jnp.asarray(where)
-    if where.shape != scores.shape:
-      where = jnp.broadcast_to(where, scores.shape)
-    where = where.astype(bool)
+    where = _utils.broadcast_arg(name, "where", where,
+                                 scores.shape).astype(bool)
   if weights is not None:
-    weights = jnp.broadcast_to(jnp.asarray(weights), scores.shape)
+    weights = _utils.broadcast_arg(name, "weights", weights, scores.shape)
   if segments is not None:
-    segments = jnp.broadcast_to(jnp.asarray(segments), scores.shape)
+    segments = _utils.broadcast_arg(name, "segments", segments, scores.shape)
   return scores, labels, where, weights, segments
 
 
@@ -145,13 +158,19 @@ def _retrieved(scores, where):
 
 
 def _reduce_over_lists(name, values, *, where, segments, has_relevant,
-                       exclude_lists_without_relevant, reduce_fn):
+                       exclude_lists_without_relevant, reduce_fn,
+                       labels=None):
   """Masks empty lists (and optionally lists without relevant items), reduces.
 
   ``values`` is per list (``[...]``) or, with segments, per item
-  (``[..., n]``, the segment's value on each of its items).
+  (``[..., n]``, the segment's value on each of its items). A list (segment)
+  with a ``NaN`` label on a valid item gets ``NaN`` and always counts.
   """
   del name
+  if labels is not None:
+    nan_label = _any_relevant(jnp.isnan(labels), where, segments)
+    values = jnp.where(nan_label, jnp.nan, values)
+    has_relevant = has_relevant | nan_label
   if segments is not None:
     list_where = _segments.first_item_segment_mask(segments, where=where)
   elif where is not None:
@@ -198,12 +217,14 @@ def _masked_sum(a, where, segments):
 _ARGS_DOC = """
   Args:
     scores: ``[..., list_size]`` scores. Items scored ``-inf`` are unranked.
-    labels: ``[..., list_size]`` relevance labels.
+    labels: ``[..., list_size]`` relevance labels. A ``NaN`` label on a
+      valid item makes its list's value ``NaN``.
     where: Optional boolean ``[..., list_size]`` mask of valid items.
     segments: Optional ``[..., list_size]`` segment ids; the metric is then
       computed per segment (one value per segment, shown on each of its items
       when ``reduce_fn=None``).
-    topn: Optional cutoff: only the top ``topn`` ranks count.
+    topn: Optional cutoff: only the top ``topn`` ranks count (any
+      non-negative integer type).
     key: Optional PRNG key; ties in ``scores`` are then broken at random.
     rank_fn: Maps scores to 1-based ranks (``approx_ranks`` for a smooth
       version).
@@ -258,7 +279,7 @@ def mrr_metric(
     The (reduced) reciprocal rank.
   """
   name = "mrr_metric"
-  _utils.check_topn(name, topn)
+  topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   relevant = labels >= 1
@@ -270,9 +291,9 @@ def mrr_metric(
     hits = relevant & _retrieved(scores, where)
     iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
     best = jnp.min(jnp.where(hits, okey, _sorting._INT32_MAX), axis=-1,
-                   keepdims=True)
+                   keepdims=True, initial=_sorting._INT32_MAX)
     first = jnp.min(jnp.where(hits & (okey == best), iota, n), axis=-1,
-                    keepdims=True)
+                    keepdims=True, initial=n)
     before = (okey < best) | ((okey == best) & (iota < first))
     rank = 1 + jnp.sum(before, axis=-1)
     found = jnp.any(hits, axis=-1)
@@ -300,7 +321,8 @@ def mrr_metric(
       name, values, where=where, segments=segments,
       has_relevant=has_relevant,
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 
 
 def _top_selection(scores, where, key, topn):
@@ -371,7 +393,7 @@ def precision_metric(
     The (reduced) precision.
   """
   name = "precision_metric"
-  _utils.check_topn(name, topn)
+  topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   n_hit, n_retrieved, _ = _retrieved_relevant_counts(
@@ -381,7 +403,8 @@ def precision_metric(
       name, values, where=where, segments=segments,
       has_relevant=_any_relevant(labels >= 1, where, segments),
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 
 
 @_with_args_doc
@@ -415,7 +438,7 @@ def recall_metric(
     The (reduced) recall.
   """
   name = "recall_metric"
-  _utils.check_topn(name, topn)
+  topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   n_hit, _, n_relevant = _retrieved_relevant_counts(
@@ -425,7 +448,8 @@ def recall_metric(
       name, values, where=where, segments=segments,
       has_relevant=n_relevant > 0,
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 
 
 @_with_args_doc
@@ -459,7 +483,7 @@ def ap_metric(
     The (reduced) average precision.
   """
   name = "ap_metric"
-  _utils.check_topn(name, topn)
+  topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
       name, scores, labels, where, segments=segments)
   relevant = labels >= 1
@@ -491,11 +515,51 @@ def ap_metric(
       name, values, where=where, segments=segments,
       has_relevant=n_relevant > 0,
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 
 
 def _gains(labels, weights, gain_fn):
   gains = gain_fn(labels)
+  if weights is not None:
+    gains = gains * weights
+  return gains
+
+
+# Lists whose largest valid label reaches this get default gains scaled down.
+_LARGE_LABEL = 64
+
+
+def _gain_shift(top):
+  """Power-of-two exponent ``k >= 0`` that keeps ``2**(y - k)`` finite."""
+  return jnp.maximum(jnp.floor(top) - _LARGE_LABEL, 0)
+
+
+def _default_gains_over(labels, shift):
+  """``(2**y - 1) / 2**shift``, computed without overflow."""
+  return jnp.power(2.0, labels - shift) - jnp.power(2.0, -shift)
+
+
+def _normalized_gains(labels, weights, gain_fn, where, segments):
+  """Gains for NDCG, scaled per list (segment) so they never overflow.
+
+  NDCG does not change when all gains of a list are multiplied by one
+  factor. With the default gain ``2**y - 1`` a list whose largest valid label
+  ``m`` is at least 64 gets gains divided by ``2**(floor(m) - 64)`` (an exact
+  power of two), so labels up to float32's range give finite NDCG; lists
+  with smaller labels are unchanged. Other ``gain_fn``s are used as given.
+  """
+  if gain_fn is not default_gain_fn:
+    return _gains(labels, weights, gain_fn)
+  valid = ~jnp.isnan(labels)
+  if where is not None:
+    valid = valid & where
+  masked = jnp.where(valid, labels, -jnp.inf)
+  if segments is None:
+    top = jnp.max(masked, axis=-1, keepdims=True, initial=-jnp.inf)
+  else:
+    top = _segments.segment_max(masked, segments)
+  gains = _default_gains_over(labels, _gain_shift(top))
   if weights is not None:
     gains = gains * weights
   return gains
@@ -558,7 +622,9 @@ def dcg_metric(
   with ``gain_fn`` (default :math:`2^y - 1`), ``discount_fn`` (default
   :math:`1/\log_2(r+1)`) and per-item ``weights`` :math:`w_i` (default 1).
   A list counts as having a relevant item when some weighted gain is
-  non-zero.
+  non-zero. DCG is not normalised: with the default gain it is ``inf`` once
+  a label reaches 128 (``2**128`` overflows float32); use
+  :func:`ndcg_metric`, which stays finite.
 
   >>> scores = jnp.array([2., 1., 3.])
   >>> labels = jnp.array([2., 0., 1.])
@@ -574,7 +640,7 @@ def dcg_metric(
     The (reduced) DCG.
   """
   name = "dcg_metric"
-  _utils.check_topn(name, topn)
+  topn = _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   gains = _gains(labels, weights, gain_fn)
@@ -587,7 +653,8 @@ def dcg_metric(
       name, values, where=where, segments=segments,
       has_relevant=_any_relevant(gains != 0, where, segments),
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 
 
 @_with_args_doc
@@ -612,7 +679,10 @@ def ndcg_metric(
   .. math:: \op{ndcg@n}(s, y) = \frac{\op{dcg@n}(s, y)}{\op{dcg@n}(y^*, y)}
 
   where the ideal ordering :math:`y^*` sorts the valid items by weighted gain.
-  0 when the ideal DCG is 0 (no relevant item).
+  0 when the ideal DCG is 0 (no relevant item). Finite for any finite
+  label: with the default gain, a list whose largest label ``m`` is 64 or
+  more has all its gains divided by ``2**(floor(m) - 64)``, which leaves
+  NDCG unchanged and keeps ``2**y`` from overflowing float32.
 
   >>> scores = jnp.array([2., 1., 3.])
   >>> labels = jnp.array([2., 0., 1.])
@@ -630,10 +700,10 @@ def ndcg_metric(
     The (reduced) NDCG.
   """
   name = "ndcg_metric"
-  _utils.check_topn(name, topn)
+  topn = _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
-  gains = _gains(labels, weights, gain_fn)
+  gains = _normalized_gains(labels, weights, gain_fn, where, segments)
   if _can_sort(rank_fn, cutoff_fn, segments):
     dcg = _sorted_dcg(scores, gains, where, key, topn, discount_fn)
   else:
@@ -649,7 +719,8 @@ def ndcg_metric(
       name, values, where=where, segments=segments,
       has_relevant=_any_relevant(gains != 0, where, segments),
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 
 
 def opa_metric(
@@ -710,7 +781,8 @@ def opa_metric(
       name, values, where=where, segments=segments,
       has_relevant=n_pairs > 0,
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 
 
 @_with_args_doc
@@ -763,7 +835,7 @@ def err_metric(
     The (reduced) ERR.
   """
   name = "err_metric"
-  _utils.check_topn(name, topn)
+  topn = _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
       name, scores, labels, where, weights, segments)
   if max_label is None:
@@ -775,7 +847,13 @@ def err_metric(
     top = jnp.where(jnp.isfinite(top), top, 0.0)
   else:
     top = jnp.asarray(max_label, jnp.float32)
-  stop = jnp.clip(gain_fn(labels) / jnp.power(2.0, top), 0.0, 1.0)
+  if gain_fn is default_gain_fn:
+    # (2**y - 1) / 2**top without overflow for labels of 128 and more.
+    shift = _gain_shift(top)
+    stop = _default_gains_over(labels, shift) / jnp.power(2.0, top - shift)
+  else:
+    stop = gain_fn(labels) / jnp.power(2.0, top)
+  stop = jnp.clip(stop, 0.0, 1.0)
   term_weights = jnp.ones_like(stop) if weights is None else weights
   has_relevant = _any_relevant(stop * term_weights != 0, where, segments)
   if _can_sort(rank_fn, cutoff_fn, segments):
@@ -809,5 +887,6 @@ def err_metric(
       name, values, where=where, segments=segments,
       has_relevant=has_relevant,
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn,
+      labels=labels)
 

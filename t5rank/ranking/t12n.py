@@ -71,6 +71,22 @@ def _with_signature(fn, wrapped, add=(), remove=()):
   return fn
 
 
+def _uses_key(fn) -> bool:
+  """Whether ``fn`` takes a ``key`` it uses (Rax's rule, plus loss marks).
+
+  As Rax: a function that accepts ``key=`` (by name or ``**kwargs``) uses it;
+  except that t5rank's losses which accept ``key`` only for a uniform call
+  signature carry an ``_ignores_key`` mark (see ``losses._ranking_loss``).
+  """
+  try:
+    inspect.signature(fn).bind_partial(key=None)
+  except (TypeError, ValueError):
+    return False
+  while isinstance(fn, functools.partial):
+    fn = fn.func
+  return not getattr(fn, "_ignores_key", False)
+
+
 def _sanitize_masked(scores, where):
   """Replaces masked scores by 0 so inf/NaN there cannot reach a gradient."""
   if where is None:
@@ -111,6 +127,22 @@ def approx_t12n(metric_fn: MetricFn, temperature: float = 1.0) -> LossFn:
   >>> print(f"{approx_mrr(scores, labels):.5f}")
   -0.69659
 
+  **Differs from Rax with** ``topn`` **and** ``where`` **together, on
+  purpose:** masked (padding) items never take a top-n slot, so a masked
+  list scores as the list with its masked items removed. Rax's
+  ``approx_cutoff`` is not given the mask, so a high-scoring masked item
+  pushes valid items out of the soft top n (here Rax gives -0.20515):
+
+  >>> scores = jnp.array([5., 1., 2.])
+  >>> labels = jnp.array([0., 1., 0.])
+  >>> where = jnp.array([False, True, True])
+  >>> print(f"{approx_mrr(scores, labels, where=where, topn=1):.5f}")
+  -0.25562
+  >>> print(f"{approx_mrr(scores[1:], labels[1:], topn=1):.5f}")
+  -0.25562
+
+  Without ``topn``, or without ``where``, values equal Rax's.
+
   Args:
     metric_fn: A metric with ``rank_fn``/``cutoff_fn`` arguments.
     temperature: Sigmoid temperature :math:`T > 0`.
@@ -141,6 +173,22 @@ def bound_t12n(metric_fn: MetricFn) -> LossFn:
   >>> labels = jnp.array([0., 1., 0., 1.])
   >>> print(f"{bound_mrr(scores, labels):.5f}")
   -0.33333
+
+  **Differs from Rax with** ``topn`` **and** ``where`` **together, on
+  purpose:** as in :func:`approx_t12n`, masked (padding) items never take a
+  top-n slot, so a masked list gives the value of the list with its masked
+  items removed (Rax gives 1.0 here, the masked item holding the top slot):
+
+  >>> bound_ndcg = bound_t12n(metrics.ndcg_metric)
+  >>> scores = jnp.array([5., 1., 2.])
+  >>> labels = jnp.array([0., 1., 0.])
+  >>> where = jnp.array([False, True, True])
+  >>> print(f"{bound_ndcg(scores, labels, where=where, topn=1):.5f}")
+  0.50000
+  >>> print(f"{bound_ndcg(scores[1:], labels[1:], topn=1):.5f}")
+  0.50000
+
+  Without ``topn``, or without ``where``, values equal Rax's.
 
   Args:
     metric_fn: A metric with ``rank_fn``/``cutoff_fn`` arguments.
@@ -175,8 +223,15 @@ def gumbel_t12n(
   a new leading axis (array arguments are repeated along it) and calls the
   function once; with ``reduce_fn=jnp.mean`` the result averages over samples
   and lists, with ``reduce_fn=None`` it keeps the ``[samples, ...]`` axis
-  (as Rax). ``key=`` is required; when the wrapped function takes a ``key``
-  it receives a split of it. A missing ``key`` raises ``TypeError``.
+  (as Rax). ``key=`` is required; a missing ``key`` raises ``TypeError``.
+  Keys are derived as in Rax 0.4.0, so the noise (and the value of a loss
+  named like Rax's) equals Rax's for the same key: when the wrapped function
+  uses a key, ``key`` is split in two, the first half drawing the noise and
+  the second going to the function; otherwise ``key`` draws the noise
+  directly. Every t5rank loss accepts ``key``, but only those that use it
+  (:func:`~t5rank.ranking.losses.listmle_loss`, metrics with random tie
+  breaking, functions outside t5rank that take ``key``) receive a split.
+  ``samples`` must be a positive integer (checked when wrapping).
   ``smoothing_factor`` applies
   :math:`\log(\op{softmax}(\tilde s) + \epsilon)` (1e-20 matches TF-Ranking).
   Masked scores are replaced by 0 before adding noise, so ``inf``/``NaN``
@@ -203,10 +258,12 @@ def gumbel_t12n(
   Returns:
     ``gumbel_<name>``, which takes an extra required ``key`` argument.
   """
-  if samples < 1:
-    raise ValueError(f"gumbel_t12n: samples must be >= 1, got "
-                     f"samples={samples}.")
-  passes_key = _signatures.takes_argument(loss_or_metric_fn, "key")
+  if (isinstance(samples, (bool, np.bool_)) or
+      not isinstance(samples, (int, np.integer)) or samples < 1):
+    raise ValueError(f"gumbel_t12n: samples must be a positive integer, got "
+                     f"samples={samples!r}.")
+  samples = int(samples)
+  passes_key = _uses_key(loss_or_metric_fn)
   name = "gumbel_" + _utils.fun_name(loss_or_metric_fn)
 
   @_utils.wraps(loss_or_metric_fn, "gumbel_{fun}",
@@ -379,9 +436,12 @@ def _neural_dcg(scores, labels, *, where, topn, weights, gain_fn,
       "neuralsort_ndcg_metric", scores, labels, where, weights)
   p = neuralsort_permutation(scores, where=where, temperature=temperature,
                              sinkhorn_iterations=sinkhorn_iterations)
-  gains = gain_fn(labels).astype(jnp.float32)
-  if weights is not None:
-    gains = gains * weights
+  if normalize:
+    gains = metrics._normalized_gains(  # pylint: disable=protected-access
+        labels, weights, gain_fn, where, None).astype(jnp.float32)
+  else:
+    gains = metrics._gains(  # pylint: disable=protected-access
+        labels, weights, gain_fn).astype(jnp.float32)
   if where is not None:
     gains = jnp.where(where, gains, 0.0)
   n = scores.shape[-1]
@@ -399,7 +459,7 @@ def _neural_dcg(scores, labels, *, where, topn, weights, gain_fn,
       "neuralsort", values, where=where, segments=None,
       has_relevant=jnp.any(gains != 0, axis=-1),
       exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn)
+      reduce_fn=reduce_fn, labels=labels)
 
 
 def neuralsort_t12n(
@@ -468,7 +528,8 @@ def neuralsort_t12n(
       return -_neural_dcg(
           scores, labels,
           where=where,
-          topn=options.get("topn"),
+          topn=_utils.check_topn(
+              name, options.get("topn")),
           weights=options.get("weights"),
           gain_fn=options.get("gain_fn", metrics.default_gain_fn),
           discount_fn=options.get("discount_fn", metrics.default_discount_fn),

@@ -15,6 +15,7 @@ import pytest
 
 from t5rank.ranking import lambdaweights
 from t5rank.ranking import losses
+from t5rank.ranking import t12n
 
 rax = pytest.importorskip("rax", reason="Rax is the oracle; see README")
 
@@ -193,6 +194,48 @@ def test_listmle_segments_equal_separate_lists():
     expected_grad[idx] = g
   np.testing.assert_allclose(value, expected, **TOL)
   np.testing.assert_allclose(grad, expected_grad, **TOL)
+
+
+def _listmle_by_hand(scores, labels):
+  """-log Plackett-Luce likelihood of the stable sort by decreasing label."""
+  order = np.argsort(-labels, kind="stable")
+  s = scores[order].astype(np.float64)
+  return sum(np.logaddexp.reduce(s[k:]) - s[k] for k in range(len(s)))
+
+
+def test_listmle_with_mask_and_segments_matches_a_per_segment_reference():
+  where = jnp.array([False, True, True])
+  for fn in (losses.listmle_loss, t12n.segment_t12n(losses.listmle_loss)):
+    value = fn(jnp.zeros(3), jnp.array([0., 1., 0.]), where=where,
+               segments=jnp.array([0, 0, 0]))
+    np.testing.assert_allclose(value, np.log(2.0), **TOL)
+  rng = np.random.default_rng(40)
+  scores = rng.normal(size=(200, 8)).astype(np.float32)
+  labels = rng.integers(0, 3, size=(200, 8)).astype(np.float32)
+  where = rng.random((200, 8)) > 0.3
+  segments = rng.integers(0, 3, size=(200, 8))
+  expected = np.zeros(200)
+  for row in range(200):
+    for seg in np.unique(segments[row][where[row]]):
+      idx = np.flatnonzero(where[row] & (segments[row] == seg))
+      expected[row] += _listmle_by_hand(scores[row, idx], labels[row, idx])
+  per_item = losses.listmle_loss(scores, labels, where=where,
+                                 segments=segments, reduce_fn=None)
+  np.testing.assert_allclose(np.sum(per_item, axis=-1), expected, **TOL)
+  total = losses.listmle_loss(scores, labels, where=where, segments=segments,
+                              reduce_fn=jnp.sum)
+  np.testing.assert_allclose(total, expected.sum(), rtol=1e-5)
+  # Gradients against Rax on each segment's valid items, for a few lists.
+  for row in range(10):
+    grad = jax.grad(lambda s: losses.listmle_loss(  # pylint: disable=cell-var-from-loop
+        s, labels[row], where=where[row], segments=segments[row],
+        reduce_fn=jnp.sum))(jnp.asarray(scores[row]))
+    expected_grad = np.zeros(8)
+    for seg in np.unique(segments[row][where[row]]):
+      idx = np.flatnonzero(where[row] & (segments[row] == seg))
+      expected_grad[idx] = jax.grad(rax.listmle_loss)(
+          jnp.asarray(scores[row, idx]), jnp.asarray(labels[row, idx]))
+    np.testing.assert_allclose(grad, expected_grad, **TOL)
 
 
 def test_poly1_segments_match_rax_per_list():
@@ -427,6 +470,22 @@ def test_mismatched_shapes_raise_a_clear_error(name):
   with pytest.raises(ValueError, match=r"where"):
     getattr(losses, name)(jnp.zeros((2, 3)), jnp.zeros((2, 3)),
                           where=jnp.ones((2, 4), bool))
+
+
+@pytest.mark.parametrize("name", ALL_LOSSES)
+def test_empty_list_axis_gives_zero_loss_and_zero_gradient(name):
+  fn = getattr(losses, name)
+  for shape in ((2, 0), (0,)):
+    empty = jnp.zeros(shape)
+    for kwargs in ({}, dict(where=jnp.zeros(shape, bool), reduce_fn=jnp.sum)):
+      value, grad = jax.value_and_grad(
+          lambda s: fn(s, empty, **kwargs))(empty)  # pylint: disable=cell-var-from-loop
+      assert float(value) == 0.0, (shape, kwargs)
+      assert grad.shape == shape
+    unreduced = fn(empty, empty, segments=jnp.zeros(shape, int),
+                   reduce_fn=None)
+    assert unreduced.shape[:len(shape) - 1] == shape[:-1]
+    assert np.all(np.asarray(unreduced) == 0.0)
 
 
 def test_bad_hyperparameters_raise_clear_errors():

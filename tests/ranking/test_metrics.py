@@ -286,6 +286,18 @@ def test_all_masked_list_is_left_out_of_the_mean_and_never_nan(name):
   assert np.all(fn(scores, labels, where=where, reduce_fn=None)[1] == 0.0)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_empty_list_axis_gives_zero_and_never_raises(name):
+  fn = getattr(metrics, name)
+  extra = {} if name == "opa_metric" else {"topn": 2}
+  for shape in ((2, 0), (0,)):
+    empty = jnp.zeros(shape)
+    assert float(fn(empty, empty)) == 0.0
+    assert float(fn(empty, empty, where=jnp.zeros(shape, bool), **extra)) == 0
+    assert fn(empty, empty, reduce_fn=None).shape == shape[:-1]
+    assert jax.grad(fn)(empty, empty).shape == shape
+
+
 def test_err_by_hand():
   # Grades 4, 0, 2 at ranks 1..3: R = 15/16, 0, 3/16.
   expected = 15 / 16 + (1 / 3) * (3 / 16) * (1 / 16)
@@ -304,6 +316,77 @@ def test_bad_shapes_and_topn_raise_clear_errors():
     metrics.ndcg_metric(jnp.zeros(3), jnp.zeros(2))
   with pytest.raises(ValueError, match="topn=-2"):
     metrics.mrr_metric(jnp.zeros(3), jnp.zeros(3), topn=-2)
+
+
+def _ndcg_in_float64(scores, labels):
+  order = np.argsort(-np.asarray(scores), kind="stable")
+  gains = 2.0 ** np.asarray(labels, np.float64) - 1.0
+  discounts = 1.0 / np.log2(np.arange(2, len(gains) + 2))
+  ideal = np.sum(np.sort(gains)[::-1] * discounts)
+  return np.sum(gains[order] * discounts) / ideal
+
+
+def test_ndcg_is_finite_and_exact_for_labels_beyond_float32_gains():
+  rng = np.random.default_rng(7)
+  scores = rng.normal(size=(20, 6)).astype(np.float32)
+  labels = rng.integers(0, 250, size=(20, 6)).astype(np.float32)
+  labels[:5] = rng.integers(0, 4, size=(5, 6))  # small labels unchanged.
+  ours = metrics.ndcg_metric(scores, labels, reduce_fn=None)
+  expected = [_ndcg_in_float64(s, y) for s, y in zip(scores, labels)]
+  np.testing.assert_allclose(ours, expected, rtol=1e-5)
+  np.testing.assert_array_equal(
+      ours[:5], rax.ndcg_metric(scores[:5], labels[:5], reduce_fn=None))
+  segmented = metrics.ndcg_metric(
+      scores[5], labels[5], segments=jnp.array([0, 0, 0, 1, 1, 1]),
+      reduce_fn=None)
+  np.testing.assert_allclose(
+      np.asarray(segmented)[[0, 3]], [_ndcg_in_float64(scores[5, :3], labels[5, :3]),
+                          _ndcg_in_float64(scores[5, 3:], labels[5, 3:])],
+      rtol=1e-5)
+  err = metrics.err_metric(scores, labels, max_label=None)
+  assert np.isfinite(float(err))
+
+
+def test_nan_label_on_a_valid_item_gives_nan_in_every_metric():
+  scores = jnp.array([[3., 1., 2., 0.], [1., 2., 3., 4.]])
+  labels = jnp.array([[1., 0., jnp.nan, 1.], [2., 1., 0., 0.]])
+  masked = jnp.array([[True, True, False, True], [True] * 4])
+  for name in ALL:
+    fn = getattr(metrics, name)
+    per_list = fn(scores, labels, reduce_fn=None)
+    assert np.isnan(per_list[0]) and np.isfinite(per_list[1]), name
+    assert np.isnan(fn(scores, labels)), name
+    assert np.isnan(fn(scores, labels, exclude_lists_without_relevant=True))
+    assert np.all(np.isfinite(fn(scores, labels, where=masked,
+                                 reduce_fn=None))), name
+    if name != "opa_metric":
+      assert np.isnan(fn(scores, labels, topn=1, reduce_fn=None)[0]), name
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_wrong_shape_where_weights_segments_name_the_argument(name):
+  fn = getattr(metrics, name)
+  scores = jnp.zeros((2, 4))
+  for arg in ("where", "segments"):
+    with pytest.raises(ValueError, match=rf"{arg} must broadcast to scores"
+                       rf".shape=\(2, 4\), got {arg}.shape=\(3,\)"):
+      fn(scores, scores, **{arg: jnp.ones(3, int)})
+  if name in ("dcg_metric", "ndcg_metric", "err_metric"):
+    with pytest.raises(ValueError, match=r"weights.shape=\(2, 3\)"):
+      fn(scores, scores, weights=jnp.ones((2, 3)))
+
+
+@pytest.mark.parametrize("name", RANKED + ["err_metric"])
+def test_topn_accepts_any_integer_type_and_rejects_bools_and_floats(name):
+  scores, labels, where, _, _ = _lists(30)
+  fn = getattr(metrics, name)
+  expected = fn(scores, labels, where=where, topn=2)
+  for topn in (np.int64(2), np.int32(2), np.array(2), jnp.array(2)):
+    assert fn(scores, labels, where=where, topn=topn) == expected
+  for topn in (True, np.bool_(True), 2.0, np.float32(2), jnp.array(2.0), -1):
+    with pytest.raises(ValueError, match="topn must be a non-negative "
+                       "integer"):
+      fn(scores, labels, topn=topn)
 
 
 # ---------------------------------------------------------------------------
