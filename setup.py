@@ -71,6 +71,7 @@ setuptools.setup(
             "t5rank-train = t5rank.main:train",
             "t5rank-eval = t5rank.main:evaluate",
             "t5rank-demo = t5rank.main:demo",
+            "t5rank-rerank = t5rank.rerank:main",
         ],
     },
     classifiers=[
