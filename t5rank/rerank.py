@@ -94,31 +94,32 @@ def group_into_packs(lengths: Sequence[int], *, rows: int, row_length: int,
                      max_segments_per_row: int) -> list[list[int]]:
   """Indices of items per pack; every pack fits its rows without cutting.
 
-  Items are taken longest first (index breaks ties) and laid next-fit into
-  rows; a pack closes when its rows are used up. First-fit decreasing, which
-  `packing.pack_lists` uses, needs no more rows than this.
+  Items are taken longest first (index breaks ties) and placed first-fit into
+  the rows of the open pack; an item that fits in none of them, with every row
+  open, closes the pack and opens the next. This is the first-fit decreasing
+  placement that `packing.pack_lists` makes of each pack, so nothing is cut.
 
-  >>> group_into_packs([5, 3, 4, 2], rows=1, row_length=8,
+  >>> group_into_packs([5, 3, 4, 2, 6], rows=2, row_length=8,
   ...                  max_segments_per_row=4)
-  [[0, 1], [2, 3]]
+  [[4, 0], [2, 1, 3]]
   """
   order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-  packs, current = [], []
-  rows_used, row_tokens, row_segments = 0, 0, 0
+  packs, current, tokens, segments = [], [], [], []
   for i in order:
     n = int(lengths[i])
     if n > row_length:
       raise ValueError(f"item {i} has {n} tokens > row_length={row_length}")
-    if (current and row_tokens + n <= row_length
-        and row_segments < max_segments_per_row):
-      row_tokens += n
-      row_segments += 1
-    else:
-      if current and rows_used == rows:
+    row = next((r for r in range(len(tokens)) if tokens[r] + n <= row_length
+                and segments[r] < max_segments_per_row), None)
+    if row is None:
+      if len(tokens) == rows:
         packs.append(current)
-        current, rows_used = [], 0
-      rows_used += 1
-      row_tokens, row_segments = n, 1
+        current, tokens, segments = [], [], []
+      tokens.append(0)
+      segments.append(0)
+      row = len(tokens) - 1
+    tokens[row] += n
+    segments[row] += 1
     current.append(i)
   if current:
     packs.append(current)
