@@ -391,6 +391,12 @@ def _define_flags(values: flags.FlagValues) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
   """`t5rank-rerank`: parses flags and gin files, then runs `rerank`."""
+  run_from_flags(argv)
+
+
+def run_from_flags(argv: Optional[Sequence[str]] = None
+                   ) -> Optional[dict[str, Any]]:
+  """`main`'s work; returns what `rerank` returns."""
   from t5rank import main as main_lib  # pylint: disable=g-import-not-at-top
   main_lib._require_t5x("t5rank-rerank")  # pylint: disable=protected-access
   # pylint: disable=g-import-not-at-top
@@ -413,4 +419,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   if values.batch_size is not None:
     kwargs["batch_size"] = values.batch_size
   logging.set_verbosity(logging.INFO)
-  gin.get_configurable(rerank)(**kwargs)
+  return gin.get_configurable(rerank)(**kwargs)

@@ -107,7 +107,8 @@ class PartialScores:
 
   `append` writes a chunk of pairs with one write, then flushes and
   ``fsync``s, so after a crash the file holds whole chunks plus at most one
-  cut line; `load` ignores a last line without its newline. Scores are
+  cut line; `load` drops a last line without its newline from the file, so
+  that later chunks start on a line of their own. Scores are
   written as the shortest text that reads back to the same float32.
 
   >>> import tempfile
@@ -136,8 +137,10 @@ class PartialScores:
       text = f.read()
     lines = text.split("\n")
     if lines and lines[-1]:
-      logging.info("%s: ignoring a cut last line (a stopped write).",
+      logging.info("%s: dropping a cut last line (a stopped write).",
                    self.path)
+      os.truncate(self.path, len(text.encode("utf-8")) -
+                  len(lines[-1].encode("utf-8")))
     for number, line in enumerate(lines[:-1], 1):
       fields = line.split("\t")
       try:
