@@ -173,23 +173,21 @@ def main():
       start = time.perf_counter()
       scorers[v](pairs)
       times[v].append(time.perf_counter() - start)
-  rss = {}
+  hf_rate = len(pairs) / statistics.median(times["hf-monot5"])
+  print(f"{len(pairs)} pairs ({args.queries} queries x {CANDIDATES}), "
+        f"mean {np.mean([len(p) for p in pairs]):.0f} tokens, "
+        f"{args.rounds} rounds")
+  print(f"{'variant':<18}{'pairs/s':>10}{'vs HF':>8}")
+  for v in VARIANTS:
+    rate = len(pairs) / statistics.median(times[v])
+    print(f"{v:<18}{rate:10.1f}{rate / hf_rate:8.2f}", flush=True)
   if not args.no_rss:
     for v in VARIANTS:
       result = subprocess.run(
           [sys.executable, __file__, "--only", v, "--queries",
            str(args.queries)], capture_output=True, text=True, check=True)
-      rss[v] = json.loads(result.stdout.strip().splitlines()[-1])[
-          "peak_rss_mb"]
-  hf_rate = len(pairs) / statistics.median(times["hf-monot5"])
-  print(f"{len(pairs)} pairs ({args.queries} queries x {CANDIDATES}), "
-        f"mean {np.mean([len(p) for p in pairs]):.0f} tokens, "
-        f"{args.rounds} rounds")
-  print(f"{'variant':<18}{'pairs/s':>10}{'vs HF':>8}{'peak RSS MB':>13}")
-  for v in VARIANTS:
-    rate = len(pairs) / statistics.median(times[v])
-    print(f"{v:<18}{rate:10.1f}{rate / hf_rate:8.2f}"
-          f"{rss.get(v, float('nan')):13.0f}")
+      rss = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+      print(f"{v:<18} peak RSS {rss:.0f} MB", flush=True)
 
 
 if __name__ == "__main__":
