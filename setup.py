@@ -83,6 +83,7 @@ setuptools.setup(
             "t5rank-eval = t5rank.main:evaluate",
             "t5rank-demo = t5rank.main:demo",
             "t5rank-convert = t5rank.convert:main",
+            "t5rank-rerank = t5rank.rerank:main",
         ],
     },
     classifiers=[

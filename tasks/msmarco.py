@@ -73,18 +73,44 @@ def _chunks(lists, size: int):
       }
 
 
-def _passage_lists(split: str, *, data_dir: Optional[str],
-                   list_size: Optional[int], eval_list_size: Optional[int],
-                   seed: int, default_list_size: int, files=None,
-                   eval_chunk_size: Optional[int] = None, **lists_kwargs):
-  """Lists of one seqio split (the data directory may come from the env)."""
-  from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
+def _resolve_data_dir(data_dir: Optional[str]) -> str:
   if data_dir is None:
     data_dir = os.environ.get("T5RANK_MSMARCO_DIR")
     if not data_dir:
       raise ValueError(
           f"{PASSAGE_TASK}: no data directory; set T5RANK_MSMARCO_DIR or "
           "register the task with register_msmarco_passage_ranking(data_dir=)")
+  return data_dir
+
+
+def _eval_qrels(data_dir: Optional[str], files, split: str = "validation"):
+  """The qrels of ``split``, read when the metric fn runs (None: no qrels).
+
+  The metric fns need them to know the judged queries, including those
+  without candidates (`t5rank.data.metric_fns.evaluate`).
+  """
+  from t5rank.data import formats  # pylint: disable=g-import-not-at-top
+  from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
+  split_files = (files or msmarco.MSMARCO_FILES).split(
+      _FILE_SPLITS.get(split, split))
+  if not split_files.qrels:
+    return None
+  return formats.read_qrels(
+      os.path.join(_resolve_data_dir(data_dir), split_files.qrels))
+
+
+def _default_metric_fn(data_dir: Optional[str], files):
+  return common.metric_fns.make_ranking_metric_fn(
+      qrels=functools.partial(_eval_qrels, data_dir, files))
+
+
+def _passage_lists(split: str, *, data_dir: Optional[str],
+                   list_size: Optional[int], eval_list_size: Optional[int],
+                   seed: int, default_list_size: int, files=None,
+                   eval_chunk_size: Optional[int] = None, **lists_kwargs):
+  """Lists of one seqio split (the data directory may come from the env)."""
+  from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
+  data_dir = _resolve_data_dir(data_dir)
   if list_size is None:
     list_size = default_list_size
   if eval_list_size is None:
@@ -138,8 +164,10 @@ def register_msmarco_passage_ranking(
       and "dev", other names are passed through.
     files: a `t5rank.data.msmarco.PassageRankingFiles` (None: MS-MARCO names).
     metric_fn: the seqio score metric fn (None:
-      `t5rank.data.metric_fns.ranking_metrics`); e.g.
-      ``make_ranking_metric_fn(run_path=...)`` also writes a TREC run.
+      `t5rank.data.metric_fns.make_ranking_metric_fn` with the validation
+      split's qrels, so the means are over its judged queries); e.g.
+      ``make_ranking_metric_fn(qrels=..., run_path=...)`` also writes a TREC
+      run.
     **lists_kwargs: more options of `t5rank.data.msmarco.passage_ranking_lists`
       (``negatives``, ``depth``, ``on_unknown``, ``cache_dir``,
       ``on_duplicate='keep_first'``...; in gin
@@ -157,7 +185,7 @@ def register_msmarco_passage_ranking(
       name, lists_fn,
       vocabulary=vocabulary or common.t5_vocabulary(spm_path),
       splits=splits, template=template, score_token=score_token,
-      metric_fn=metric_fn or common.metric_fns.ranking_metrics)
+      metric_fn=metric_fn or _default_metric_fn(data_dir, files))
   return name
 
 
@@ -187,7 +215,8 @@ def register_t5rank_demo(
       name, lists_fn,
       vocabulary=vocabulary or seqio.ByteVocabulary(),
       template=template, score_token=score_token,
-      metric_fn=metric_fn or common.metric_fns.ranking_metrics,
+      metric_fn=metric_fn or _default_metric_fn(demo.demo_dir(),
+                                                demo.DEMO_FILES),
       # Every demo query has judged passages and candidates: one list each.
       num_input_examples={"train": demo.NUM_TRAIN_QUERIES,
                           "validation": demo.NUM_DEV_PAIRS})

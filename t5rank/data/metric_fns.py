@@ -16,18 +16,22 @@ here `postprocess_targets` keeps what ranking needs::
 ``query_id`` (a query split over several examples becomes one list again;
 a passage seen twice for a query counts once, the first time) and computes
 with `t5rank.ranking.metrics`, i.e. Rax's definitions: an item is relevant
-when ``label >= 1``; ties are broken by list position. Semantics of the
-official MS-MARCO evaluation: a query without any relevant passage in its list
-scores 0 and still counts in the mean (MRR@10 is then exactly
-``msmarco_eval.py``'s number on the same candidates).
+when ``label >= 1``; ties are broken by passage id descending, as trec_eval
+orders a run. The means follow the official MS-MARCO script and
+``trec_eval -c`` (`evaluate`): they are over the *judged* queries (at least one
+qrel); a judged query without candidates or without a relevant candidate
+scores 0 and counts; unjudged queries never enter a metric. Which queries are
+judged comes from the split's qrels (``make_ranking_metric_fn(qrels=...)``,
+which the tasks pass); without qrels every query of the split is judged.
 
 Reported keys: ``mrr@10``, ``ndcg@10``, ``ndcg``, ``map``, ``recall@k`` for
-each ``k`` below the longest list (100 and 1000 by default; a larger ``k``
-would only count queries with any relevant candidate), and the counts
-``num_queries``, ``num_queries_without_relevant``, ``num_duplicate_items``.
-MAP divides by the relevant items present in the list (Rax's ``ap_metric``);
-trec_eval divides by all judged relevant passages, which is the same number
-when the list holds every judged passage.
+each ``k`` below the longest list (100 and 1000 by default), and the counts
+``num_queries`` (in the means), ``num_judged_queries``,
+``num_judged_without_candidates``, ``num_unjudged_queries``,
+``num_queries_without_relevant`` and ``num_duplicate_items``. With qrels,
+recall and MAP divide by all the judged relevant passages and NDCG by the
+ideal ordering of all judged grades, as trec_eval does; without them, by what
+the list holds.
 
 >>> import numpy as np
 >>> targets = [postprocess_targets("", example={
@@ -42,7 +46,7 @@ import collections
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from absl import logging
 import numpy as np
@@ -173,6 +177,190 @@ def group_by_query(targets: Sequence[TargetType],
       num_duplicates=duplicates)
 
 
+QrelsLike = Mapping[str, Mapping[str, int]]
+QrelsSource = Union[str, "os.PathLike[str]", QrelsLike, Callable[[], Any]]
+MISSING_QUERIES = ("zero", "exclude")
+
+
+def load_qrels(qrels: Optional[QrelsSource]) -> Optional[QrelsLike]:
+  """``{qid: {pid: grade}}`` from a mapping, a TREC qrels path or a callable.
+
+  A callable is called (with no arguments) and its result loaded the same way,
+  so a task can name a file that is only known when its data is read.
+
+  >>> load_qrels(lambda: {"q": {"d": 1}})
+  {'q': {'d': 1}}
+  """
+  if qrels is None:
+    return None
+  if callable(qrels):
+    return load_qrels(qrels())
+  if isinstance(qrels, (str, os.PathLike)):
+    from t5rank.data import formats  # pylint: disable=g-import-not-at-top
+    return formats.read_qrels(qrels)
+  return qrels
+
+
+def query_lists_from_run(
+    run: Mapping[str, Mapping[str, float]]) -> QueryLists:
+  """A run ``{qid: {pid: score}}`` as `QueryLists` (labels 0: see `evaluate`).
+
+  >>> g = query_lists_from_run({"q1": {"a": 1.0, "b": 2.0}, "q2": {}})
+  >>> g.query_ids, g.passage_ids, g.scores[0, :2].tolist()
+  (['q1', 'q2'], [['a', 'b'], []], [1.0, 2.0])
+  """
+  targets = [{"label": np.zeros(len(c), np.float32),
+              "mask": np.ones(len(c), bool), "query_id": qid,
+              "passage_ids": list(c)} for qid, c in run.items()]
+  rows = [np.fromiter(c.values(), np.float32, len(c)) for c in run.values()]
+  return group_by_query(targets, rows)
+
+
+def _ideal_dcg(grades: np.ndarray, topn: Optional[int]) -> float:
+  """DCG of ``grades`` sorted best first (gain 2^y - 1, 1/log2(r+1))."""
+  gains = np.sort(2.0**np.maximum(grades, 0) - 1)[::-1][:topn]
+  return float(np.sum(gains / np.log2(np.arange(2, gains.size + 2))))
+
+
+def _metric_specs(mrr_topns, ndcg_topns, map_topns, recall_topns, longest):
+  specs = [("mrr", "mrr_metric", k) for k in mrr_topns]
+  specs += [("ndcg", "ndcg_metric", k) for k in ndcg_topns]
+  specs += [("map", "ap_metric", k) for k in map_topns]
+  skipped = [k for k in recall_topns if k >= longest]
+  specs += [("recall", "recall_metric", k) for k in recall_topns
+            if k < longest]
+  if skipped:  # One line per evaluation.
+    logging.info("%s skipped: the longest list has %d items.",
+                 ", ".join(f"recall@{k}" for k in skipped), longest)
+  return tuple(specs)
+
+
+def evaluate(lists: QueryLists,
+             qrels: Optional[QrelsLike] = None,
+             *,
+             mrr_topns: Iterable[Optional[int]] = (10,),
+             ndcg_topns: Iterable[Optional[int]] = (10, None),
+             map_topns: Iterable[Optional[int]] = (None,),
+             recall_topns: Iterable[int] = (100, 1000),
+             missing_queries: str = "zero",
+             exclude_queries_without_relevant: bool = False,
+             ) -> dict[str, float]:
+  """Ranking metrics of scored lists, averaged over the judged queries.
+
+  Semantics of the official MS-MARCO script and of ``trec_eval -c``:
+
+  * A query is *judged* when ``qrels`` has at least one line for it (any
+    grade). Only judged queries enter a mean.
+  * A judged query without candidates (not in ``lists``, or all its items
+    masked) scores 0 and counts (``missing_queries="zero"``, the default);
+    ``missing_queries="exclude"`` leaves it out, as ``trec_eval`` does without
+    ``-c``.
+  * A judged query without a relevant candidate scores 0 and counts
+    (``exclude_queries_without_relevant=True`` leaves it out).
+  * Unjudged queries in ``lists`` are left out of every metric.
+
+  With ``qrels``, an item's label is its grade in ``qrels`` (0 when not
+  judged), and recall, MAP and NDCG divide by what the qrels hold, as
+  trec_eval does: recall and MAP by all the query's relevant passages
+  (``grade >= 1``), NDCG by the ideal DCG of all its judged grades, whether or
+  not they are among the candidates. Without ``qrels`` every query of
+  ``lists`` is judged, labels come from ``lists`` and the denominators from
+  the lists themselves. Ties are broken by passage id descending, as
+  trec_eval orders a run (so the numbers are trec_eval's on a run file).
+
+  The counts reported with the metrics: ``num_queries`` (in the means),
+  ``num_judged_queries``, ``num_judged_without_candidates``,
+  ``num_unjudged_queries``, ``num_queries_without_relevant`` (judged queries
+  with candidates but none relevant) and ``num_duplicate_items``.
+
+  Example (the queries 101-105; qrels for 101-103; a run holding 101, 102,
+  104, 105; a perfect ranker): MRR@10 is 2/3 (103 counts 0; 104 and 105 are
+  left out), and 1.0 when judged queries missing from the run are left out:
+
+  >>> lists = query_lists_from_run({"101": {"a": 1.0}, "102": {"b": 1.0},
+  ...                               "104": {"c": 1.0}, "105": {"d": 1.0}})
+  >>> qrels = {"101": {"a": 1}, "102": {"b": 1}, "103": {"e": 1}}
+  >>> out = evaluate(lists, qrels)
+  >>> round(out["mrr@10"], 4), out["num_queries"], out["num_unjudged_queries"]
+  (0.6667, 3, 2)
+  >>> evaluate(lists, qrels, missing_queries="exclude")["mrr@10"]
+  1.0
+  """
+  if missing_queries not in MISSING_QUERIES:
+    raise ValueError(f"missing_queries={missing_queries!r}; expected one of "
+                     f"{MISSING_QUERIES}")
+  mrr_topns, ndcg_topns = tuple(mrr_topns), tuple(ndcg_topns)
+  map_topns, recall_topns = tuple(map_topns), tuple(recall_topns)
+  # Items in passage id descending order: ties by list position are then
+  # ties by docno descending, trec_eval's order.
+  scores = np.zeros_like(lists.scores)
+  labels = np.zeros_like(lists.labels)
+  mask = np.zeros_like(lists.mask)
+  for q, (qid, pids) in enumerate(zip(lists.query_ids, lists.passage_ids)):
+    order = sorted(range(len(pids)), key=pids.__getitem__, reverse=True)
+    n = len(order)
+    scores[q, :n] = lists.scores[q, order]
+    mask[q, :n] = lists.mask[q, order]
+    if qrels is None:
+      labels[q, :n] = lists.labels[q, order]
+    else:
+      judged = qrels.get(qid, {})
+      labels[q, :n] = [max(judged.get(pids[j], 0), 0) for j in order]
+  has_items = mask.any(-1)
+  relevant = ((labels >= 1) & mask).any(-1)
+  longest = int(mask.sum(-1).max(initial=0))
+  specs = _metric_specs(mrr_topns, ndcg_topns, map_topns, recall_topns,
+                        longest)
+  values = {name: np.asarray(v, np.float64) for name, v in
+            _compiled_metrics(specs)(scores, labels, mask).items()}
+  if qrels is not None:  # trec_eval's denominators: everything judged.
+    for q, qid in enumerate(lists.query_ids):
+      judged = qrels.get(qid)
+      if not judged or not has_items[q]:
+        continue
+      grades = np.fromiter(judged.values(), np.float64, len(judged))
+      n_rel = float((grades >= 1).sum())
+      n_rel_list = float(((labels[q] >= 1) & mask[q]).sum())
+      row_grades = labels[q][mask[q]]
+      for (prefix, _, topn) in specs:
+        name = prefix if topn is None else f"{prefix}@{topn}"
+        if prefix in ("recall", "map"):
+          values[name][q] *= n_rel_list / n_rel if n_rel else 0.0
+        elif prefix == "ndcg":
+          ideal = _ideal_dcg(grades, topn)
+          values[name][q] *= (_ideal_dcg(row_grades, topn) / ideal
+                              if ideal else 0.0)
+  if qrels is None:
+    judged_ids = {q for q, ok in zip(lists.query_ids, has_items) if ok}
+  else:
+    judged_ids = {q for q, judged in qrels.items() if len(judged)}
+  in_lists = {q: i for i, q in enumerate(lists.query_ids) if has_items[i]}
+  rows = [in_lists[q] for q in in_lists if q in judged_ids]
+  without_candidates = len(judged_ids) - len(rows)
+  counted = np.asarray(rows, np.int64)
+  if exclude_queries_without_relevant:
+    counted = counted[relevant[counted]]
+    without_candidates_counted = 0
+  else:
+    without_candidates_counted = (without_candidates
+                                  if missing_queries == "zero" else 0)
+  denominator = len(counted) + without_candidates_counted
+  out = {}
+  for name, per_query in values.items():
+    total = float(per_query[counted].sum()) if len(counted) else 0.0
+    out[name] = total / denominator if denominator else 0.0
+  if not denominator:
+    logging.warning("No judged query to evaluate: every metric is 0.")
+  out["num_queries"] = denominator
+  out["num_judged_queries"] = len(judged_ids)
+  out["num_judged_without_candidates"] = without_candidates
+  out["num_unjudged_queries"] = sum(q not in judged_ids for q in in_lists)
+  out["num_queries_without_relevant"] = int(
+      (~relevant[np.asarray(rows, np.int64)]).sum()) if rows else 0
+  out["num_duplicate_items"] = lists.num_duplicates
+  return out
+
+
 def make_ranking_metric_fn(
     *,
     mrr_topns: Iterable[Optional[int]] = (10,),
@@ -180,18 +368,30 @@ def make_ranking_metric_fn(
     map_topns: Iterable[Optional[int]] = (None,),
     recall_topns: Iterable[int] = (100, 1000),
     exclude_queries_without_relevant: bool = False,
+    qrels: Optional[QrelsSource] = None,
+    missing_queries: str = "zero",
     run_path: Optional[str] = None,
 ) -> Callable[[Sequence[TargetType], Any], dict[str, float]]:
   """Builds a seqio score metric fn ``fn(targets, scores) -> {name: value}``.
+
+  The metrics and the means follow `evaluate` (official MS-MARCO /
+  ``trec_eval -c`` semantics over the judged queries).
 
   Args:
     mrr_topns: cutoffs for MRR (None = no cutoff); ``mrr@10`` is MS-MARCO's.
     ndcg_topns: cutoffs for NDCG (gain ``2^y - 1``, discount ``1/log2(r+1)``).
     map_topns: cutoffs for MAP.
     recall_topns: cutoffs for recall; a cutoff not below the longest list is
-      skipped (logged), since every retrieved item would count.
-    exclude_queries_without_relevant: leave queries without a relevant item
-      out of the means (default False: they score 0, as MS-MARCO's script).
+      skipped (logged).
+    exclude_queries_without_relevant: leave judged queries without a relevant
+      candidate out of the means (default False: they score 0, as MS-MARCO's
+      script).
+    qrels: the split's qrels (``{qid: {pid: grade}}``, a TREC qrels path, or
+      a callable returning either, called at each evaluation). They say which
+      queries are judged, so that judged queries without candidates count and
+      unjudged ones do not. None: every query of the targets is judged.
+    missing_queries: "zero" (judged queries without candidates score 0, as
+      ``trec_eval -c``) or "exclude" (left out, trec_eval's default).
     run_path: when set, also writes the scores as a TREC run to this path
       (ties by passage id descending, as trec_eval orders them).
 
@@ -199,35 +399,21 @@ def make_ranking_metric_fn(
     A function with the positional arguments ``(targets, scores)`` that seqio
     recognises as a score metric function.
   """
-  mrr_topns, ndcg_topns = tuple(mrr_topns), tuple(ndcg_topns)
-  map_topns, recall_topns = tuple(map_topns), tuple(recall_topns)
+  if missing_queries not in MISSING_QUERIES:
+    raise ValueError(f"missing_queries={missing_queries!r}; expected one of "
+                     f"{MISSING_QUERIES}")
+  options = dict(mrr_topns=tuple(mrr_topns), ndcg_topns=tuple(ndcg_topns),
+                 map_topns=tuple(map_topns), recall_topns=tuple(recall_topns),
+                 missing_queries=missing_queries,
+                 exclude_queries_without_relevant=(
+                     exclude_queries_without_relevant))
 
   def ranking_metrics(targets, scores):
     lists = group_by_query(targets, scores)
     if run_path:
       write_trec_run(run_path, lists.query_ids, lists.passage_ids,
                      lists.scores, mask=lists.mask)
-    relevant = np.any((lists.labels >= 1) & lists.mask, axis=-1)
-    where = lists.mask
-    if exclude_queries_without_relevant:
-      where = where & relevant[:, None]
-    longest = int(lists.mask.sum(-1).max(initial=0))
-    specs = [("mrr", "mrr_metric", k) for k in mrr_topns]
-    specs += [("ndcg", "ndcg_metric", k) for k in ndcg_topns]
-    specs += [("map", "ap_metric", k) for k in map_topns]
-    skipped = [k for k in recall_topns if k >= longest]
-    specs += [("recall", "recall_metric", k) for k in recall_topns
-              if k < longest]
-    if skipped:  # One line per evaluation.
-      logging.info("%s skipped: the longest list has %d items.",
-                   ", ".join(f"recall@{k}" for k in skipped), longest)
-    values = _compiled_metrics(tuple(specs))(lists.scores, lists.labels, where)
-    out = {name: float(v) for name, v in values.items()}
-    out["num_queries"] = int(np.any(where, axis=-1).sum())
-    out["num_queries_without_relevant"] = int(
-        (~relevant & np.any(lists.mask, axis=-1)).sum())
-    out["num_duplicate_items"] = lists.num_duplicates
-    return out
+    return evaluate(lists, load_qrels(qrels), **options)
 
   return ranking_metrics
 
@@ -236,8 +422,9 @@ def make_ranking_metric_fn(
 def _compiled_metrics(specs: tuple[tuple[str, str, Optional[int]], ...]):
   """One jitted function computing every (prefix, metric name, topn) of specs.
 
-  Compiling them together once per shape is several times faster than running
-  the metrics op by op, and later evaluations of the same size reuse it.
+  Per query (no reduction). Compiling them together once per shape is several
+  times faster than running the metrics op by op, and later evaluations of the
+  same size reuse it.
   """
   # Imported here: the ranking room is pure JAX and costs nothing until used.
   import jax  # pylint: disable=g-import-not-at-top
@@ -246,7 +433,8 @@ def _compiled_metrics(specs: tuple[tuple[str, str, Optional[int]], ...]):
   def compute(scores, labels, where):
     return {
         prefix if topn is None else f"{prefix}@{topn}": getattr(
-            metrics, fn_name)(scores, labels, where=where, topn=topn)
+            metrics, fn_name)(scores, labels, where=where, topn=topn,
+                              reduce_fn=None)
         for prefix, fn_name, topn in specs
     }
 

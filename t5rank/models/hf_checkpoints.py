@@ -497,7 +497,8 @@ def t5config_fields(config) -> Dict[str, Any]:
 def _model_input_shapes(model) -> Dict[str, Tuple[int, ...]]:
   """One list of one item: enough for `get_initial_variables`' tree."""
   shapes = {"encoder_input_tokens": (1, 1, 8)}
-  if hasattr(model.module, "score_tokens"):  # enc-dec
+  from t5rank.models import models  # pylint: disable=g-import-not-at-top
+  if isinstance(model, models.RankingEncDecModel):
     shapes.update(decoder_input_tokens=(1, 1, 1),
                   decoder_target_tokens=(1, 1, 1))
   return shapes

@@ -238,3 +238,148 @@ def test_skipped_recall_cutoffs_are_logged_in_one_line_per_evaluation(caplog):
   assert "recall@2" in out and "recall@100" not in out
   skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
   assert skipped == ["recall@100, recall@1000 skipped: the longest list has 3 items."]
+
+
+# ---- evaluation over judged queries (official MS-MARCO script, trec_eval).
+def _msmarco_mrr10(qrels, run):
+  """MRR@10 as the official MS-MARCO script computes it.
+
+  For each query of the run that has qrels: 1/rank of the first relevant
+  passage among the first 10 of the run (ranked by score, ties by docno
+  descending, the order of a written run file); the sum is divided by the
+  number of queries in the qrels.
+  """
+  total = 0.0
+  for qid, candidates in run.items():
+    if qid not in qrels:
+      continue
+    relevant = {p for p, y in qrels[qid].items() if y >= 1}
+    ranked = sorted(candidates, key=lambda p: (candidates[p], p), reverse=True)
+    for i, pid in enumerate(ranked[:10]):
+      if pid in relevant:
+        total += 1.0 / (i + 1)
+        break
+  return total / len(qrels)
+
+
+def _split_from_run(run, qrels):
+  targets, rows = [], []
+  for qid, candidates in run.items():
+    pids = list(candidates)
+    labels = [qrels.get(qid, {}).get(p, 0) for p in pids]
+    targets.append(_target(qid, pids, labels))
+    rows.append(np.array([candidates[p] for p in pids], np.float32))
+  return targets, rows
+
+
+def _generated_run_and_qrels(seed):
+  """60 queries: q0-q39 judged (some only non-relevant), q30-q39 not in the
+  run, q40-q59 in the run but unjudged; scores with many ties."""
+  rng = np.random.default_rng(seed)
+  docs = [f"d{i:02d}" for i in range(50)]
+  qrels, run = {}, {}
+  for q in range(60):
+    qid = f"q{q}"
+    if q < 40:
+      judged = rng.choice(docs, size=int(rng.integers(1, 6)), replace=False)
+      grades = rng.integers(0, 2, len(judged))
+      if q % 9 == 0:
+        grades[:] = 0  # judged, nothing relevant
+      elif q % 9 == 1:
+        grades[0] = 1
+      qrels[qid] = {str(p): int(y) for p, y in zip(judged, grades)}
+    if q < 30 or q >= 40:
+      pool = list(rng.choice(docs, size=int(rng.integers(1, 26)),
+                             replace=False))
+      if qid in qrels and q % 3 == 0:  # make relevant candidates more common
+        pool = sorted(set(pool) | set(qrels[qid]))
+      run[qid] = {str(p): float(rng.integers(0, 4)) for p in pool}
+  return run, qrels
+
+
+def test_issue_example_unjudged_left_out_and_missing_judged_query_counts_zero():
+  run = {"101": {"a": 2.0, "x": 1.0}, "102": {"b": 2.0, "y": 1.0},
+         "104": {"c": 1.0}, "105": {"d": 1.0}}
+  qrels = {"101": {"a": 1}, "102": {"b": 1}, "103": {"e": 1}}
+  targets, rows = _split_from_run(run, qrels)
+  out = metric_fns.make_ranking_metric_fn(qrels=qrels)(targets, rows)
+  assert out["mrr@10"] == pytest.approx(2 / 3)
+  assert out["mrr@10"] == pytest.approx(_msmarco_mrr10(qrels, run))
+  assert (out["num_queries"], out["num_judged_queries"],
+          out["num_judged_without_candidates"],
+          out["num_unjudged_queries"]) == (3, 3, 1, 2)
+  trec_default = metric_fns.make_ranking_metric_fn(
+      qrels=qrels, missing_queries="exclude")(targets, rows)
+  assert trec_default["mrr@10"] == pytest.approx(1.0)
+  assert trec_default["num_queries"] == 2
+
+
+def test_qrels_may_be_a_file_or_a_callable(tmp_path):
+  path = tmp_path / "qrels.tsv"
+  path.write_text("101 0 a 1\n103 0 e 1\n")
+  targets, rows = _split_from_run({"101": {"a": 1.0}, "104": {"c": 1.0}}, {})
+  for qrels in (str(path), lambda: str(path)):
+    out = metric_fns.make_ranking_metric_fn(qrels=qrels)(targets, rows)
+    assert out["mrr@10"] == pytest.approx(0.5)
+    assert out["num_unjudged_queries"] == 1
+
+
+def test_unknown_missing_queries_mode_is_an_error_naming_it():
+  with pytest.raises(ValueError, match="missing_queries='sometimes'"):
+    metric_fns.make_ranking_metric_fn(missing_queries="sometimes")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mrr10_matches_the_official_msmarco_formula_with_ties_and_gaps(seed):
+  run, qrels = _generated_run_and_qrels(seed)
+  targets, rows = _split_from_run(run, qrels)
+  out = metric_fns.make_ranking_metric_fn(qrels=qrels)(targets, rows)
+  np.testing.assert_allclose(out["mrr@10"], _msmarco_mrr10(qrels, run),
+                             rtol=1e-6)
+  assert out["num_judged_queries"] == 40
+  assert out["num_judged_without_candidates"] == 10
+  assert out["num_unjudged_queries"] == 20
+  assert out["num_queries"] == 40
+
+
+@pytest.mark.parametrize("missing_queries", ["zero", "exclude"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_metrics_match_pytrec_eval_in_both_modes_with_ties_and_gaps(
+    seed, missing_queries):
+  pytrec_eval = pytest.importorskip("pytrec_eval")
+  run, qrels = _generated_run_and_qrels(seed)
+  targets, rows = _split_from_run(run, qrels)
+  out = metric_fns.make_ranking_metric_fn(
+      qrels=qrels, missing_queries=missing_queries,
+      recall_topns=(5,))(targets, rows)
+  measures = {"ndcg_cut_10", "ndcg", "map", "recall_5"}
+  full = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+  # trec_eval's recip_rank has no cutoff: MRR@10 is recip_rank of the top 10
+  # in trec_eval's order (score descending, docno descending).
+  top10 = {q: dict(sorted(c.items(), key=lambda kv: (kv[1], kv[0]),
+                          reverse=True)[:10]) for q, c in run.items()}
+  rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+  # trec_eval evaluates the queries in both files; -c adds the judged
+  # queries missing from the run with 0.
+  assert set(full) == set(qrels) & set(run)
+  count = len(qrels) if missing_queries == "zero" else len(full)
+  assert out["num_queries"] == count
+
+  def mean(results, measure):
+    return sum(r[measure] for r in results.values()) / count
+
+  np.testing.assert_allclose(out["mrr@10"], mean(rr, "recip_rank"), rtol=1e-5)
+  np.testing.assert_allclose(out["ndcg@10"], mean(full, "ndcg_cut_10"),
+                             rtol=1e-5)
+  np.testing.assert_allclose(out["ndcg"], mean(full, "ndcg"), rtol=1e-5)
+  np.testing.assert_allclose(out["map"], mean(full, "map"), rtol=1e-5)
+  np.testing.assert_allclose(out["recall@5"], mean(full, "recall_5"),
+                             rtol=1e-5)
+
+
+def test_evaluate_on_a_run_mapping_gives_the_metric_fn_numbers():
+  run, qrels = _generated_run_and_qrels(3)
+  targets, rows = _split_from_run(run, qrels)
+  via_fn = metric_fns.make_ranking_metric_fn(qrels=qrels)(targets, rows)
+  direct = metric_fns.evaluate(metric_fns.query_lists_from_run(run), qrels)
+  assert direct == pytest.approx(via_fn)

@@ -163,10 +163,16 @@ def test_demo_task_evaluates_through_postprocess_and_metric_fns():
   result = metrics.result()["t5rank_demo"]
   task_ds = evaluator.cached_task_datasets["t5rank_demo"]
   labels = [ex["label"] for ex in tfds.as_numpy(task_ds)]
-  with_relevant = np.mean([(y >= 1).any() for y in labels])
-  assert result["num_queries"] == 24
-  assert result["mrr@10"] == pytest.approx(with_relevant)
-  assert result["ndcg@10"] == pytest.approx(with_relevant)
+  with_relevant = np.sum([(y >= 1).any() for y in labels])
+  # The means are over the 200 judged dev queries (the demo's qrels): the
+  # 176 left out of these 24 examples have no candidates and score 0.
+  assert result["num_judged_queries"] == 200
+  assert result["num_judged_without_candidates"] == 200 - 24
+  assert result["num_queries"] == 200
+  assert result["mrr@10"] == pytest.approx(with_relevant / 200)
+  # NDCG's ideal ordering holds every judged passage (3 per query), not only
+  # those among the 8 candidates, so the perfect ranker stays below 1.
+  assert 0 < result["ndcg@10"] < result["mrr@10"]
 
 
 # ---------------------------------------------------- passage ranking files
@@ -280,6 +286,15 @@ def test_long_validation_lists_are_chunked_and_metrics_join_them(tmp_path):
     assert out["num_queries"] == 3
     assert out["mrr@10"] == pytest.approx(np.mean([1 / (q % 8 + 1)
                                                    for q in range(3)]))
+    # The task's own metric fn reads the dev qrels: a judged query whose
+    # examples are missing still counts, with 0.
+    kept = [i for i, t in enumerate(targets) if t["query_id"] != "dev0"]
+    (task_fn,) = task.score_metric_fns
+    out = task_fn([targets[i] for i in kept], np.array(scores)[kept])
+    assert out["num_judged_without_candidates"] == 1
+    assert out["num_queries"] == 3
+    assert out["mrr@10"] == pytest.approx(
+        np.sum([1 / (q % 8 + 1) for q in range(1, 3)]) / 3)
   finally:
     seqio.TaskRegistry.remove(name)
 

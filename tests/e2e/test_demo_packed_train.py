@@ -29,8 +29,10 @@ pytestmark = pytest.mark.slow
 TASK = "t5rank_demo"
 LISTS_PER_STEP = 8
 STEPS = 100
-# nDCG@10 of a random order of the demo's dev candidates (mean of 100 draws).
-RANDOM_NDCG_AT_10 = 0.173
+# nDCG@10 of a random order of the demo's dev candidates (mean of 20 draws),
+# with the ideal ordering over every judged passage of a query, as the task's
+# metric fn computes it from the qrels (0.173 with the ideal within the list).
+RANDOM_NDCG_AT_10 = 0.150
 SHORT = {
     "TRAIN_STEPS": str(STEPS),
     "EVAL_PERIOD": str(STEPS),

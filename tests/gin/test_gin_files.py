@@ -166,7 +166,8 @@ MESH_FILES = ["meshes/data_parallel.gin", "meshes/data_model.gin",
               "meshes/tpu_v4.gin", "meshes/tpu_v5e.gin"]
 CHECKED = (set(MODEL_FILES) | set(LOSS_FILES) | set(FINETUNE_FILES)
            | set(MESH_FILES)
-           | {"runs/eval.gin", "runs/packed.gin", "demo/model.gin",
+           | {"runs/eval.gin", "runs/packed.gin", "runs/rerank.gin",
+              "demo/model.gin",
               "demo/train.gin", "demo/eval.gin"})
 
 
@@ -312,6 +313,24 @@ def test_eval_file_binds_t5x_evaluate():
   assert args["dataset_cfg"].split == "validation"
   assert args["dataset_cfg"].pack is False
   assert args["restore_checkpoint_cfg"].path == "/ckpt/checkpoint_1050000"
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_rerank_file_binds_model_checkpoint_and_packing(head):
+  import t5rank.rerank  # pylint: disable=g-import-not-at-top
+  with _gin_scope():
+    _parse([f"models/{head}/small.gin", "runs/rerank.gin"],
+           ["CHECKPOINT_PATH = '/ckpt/checkpoint_7'", "PACK = False"])
+    config = gin.get_configurable(t5rank.rerank.PackingConfig)()
+    captured = {}
+    rerank_fn = gin.get_configurable(t5rank.rerank.rerank)
+    try:
+      rerank_fn(collection="c", queries="q", run="r", output="o",
+                partitioner=None)
+    except FileNotFoundError as e:  # the checkpoint is not there
+      captured["error"] = str(e)
+  assert "checkpoint_path='/ckpt/checkpoint_7'" in captured["error"]
+  assert config.pack is False and config.input_length == 256
 
 
 def test_demo_files_bind_tiny_byte_model():
