@@ -49,33 +49,48 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import seqio  # pylint: disable=g-import-not-at-top
+import t5rank.tasks  # pylint: disable=g-import-not-at-top
+from t5rank.tasks import common  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from t5rank.data import feature_converters  # pylint: disable=g-import-not-at-top
 from t5rank.data import preprocessors  # pylint: disable=g-import-not-at-top
-import t5rank.tasks  # pylint: disable=g-import-not-at-top
-from t5rank.tasks import common  # pylint: disable=g-import-not-at-top
 
 BATCH_SIZE = 32
 
 
 def _lengths(list_size: int, tokens: int) -> dict:
-  return {"inputs": (list_size, tokens), "targets": (list_size, 1),
-          "label": (list_size,), "mask": (list_size,)}
+  return {
+    "inputs": (list_size, tokens),
+    "targets": (list_size, 1),
+    "label": (list_size,),
+    "mask": (list_size,),
+  }
 
 
-def write_synthetic_msmarco(folder: str, vocab: seqio.Vocabulary | None, *,
-                            num_passages: int, num_queries: int,
-                            candidates: int = 30, seed: int = 0) -> None:
+def write_synthetic_msmarco(
+  folder: str,
+  vocab: seqio.Vocabulary | None,
+  *,
+  num_passages: int,
+  num_queries: int,
+  candidates: int = 30,
+  seed: int = 0,
+) -> None:
   """MS-MARCO-named train files with English-like words (T5 pieces if given)."""
   rng = np.random.default_rng(seed)
   if isinstance(vocab, seqio.SentencePieceVocabulary):
     pieces = [vocab.tokenizer.id_to_piece(i) for i in range(1000, 20000)]
-    words = [p[1:] for p in pieces
-             if p.startswith("\u2581") and p[1:].isalpha() and len(p) > 3]
+    words = [
+      p[1:]
+      for p in pieces
+      if p.startswith("\u2581") and p[1:].isalpha() and len(p) > 3
+    ]
   else:
-    words = ["".join(chr(97 + c) for c in rng.integers(0, 26, rng.integers(3, 9)))
-             for _ in range(8000)]
+    words = [
+      "".join(chr(97 + c) for c in rng.integers(0, 26, rng.integers(3, 9)))
+      for _ in range(8000)
+    ]
   words = np.array(words)
   zipf = 1.0 / np.arange(1, len(words) + 1)
   zipf /= zipf.sum()
@@ -113,8 +128,10 @@ def _time_batches(ds: tf.data.Dataset, num_lists: int) -> tuple[float, float]:
     count += int(batch["encoder_input_tokens"].shape[0])
     if count >= num_lists:
       break
-  return (count / (time.perf_counter() - start),
-          count / (time.process_time() - cpu))
+  return (
+    count / (time.perf_counter() - start),
+    count / (time.process_time() - cpu),
+  )
 
 
 def _best(fn, repeats: int) -> tuple[float, float]:
@@ -125,31 +142,42 @@ def _best(fn, repeats: int) -> tuple[float, float]:
 
 def _memory_dataset(lists: list[dict]) -> tf.data.Dataset:
   """The lists as a tf.data dataset cached in memory (filled before timing)."""
-  ds = common.ListExamplesSource(lambda split: lists, ["train"]).get_dataset(
-      "train", shuffle=False).cache()
+  ds = (
+    common.ListExamplesSource(lambda split: lists, ["train"])
+    .get_dataset("train", shuffle=False)
+    .cache()
+  )
   for _ in ds:
     pass
   return ds
 
 
-def t5rank_files(task_name: str, lengths: dict,
-                 num_lists: int) -> tuple[float, float]:
+def t5rank_files(
+  task_name: str, lengths: dict, num_lists: int
+) -> tuple[float, float]:
   ds = seqio.get_dataset(
-      task_name, task_feature_lengths=lengths, dataset_split="train",
-      shuffle=False, num_epochs=1,
-      feature_converter=feature_converters.RankingEncDecFeatureConverter(
-          pack=False),
-      batch_size=BATCH_SIZE)
+    task_name,
+    task_feature_lengths=lengths,
+    dataset_split="train",
+    shuffle=False,
+    num_epochs=1,
+    feature_converter=feature_converters.RankingEncDecFeatureConverter(
+      pack=False
+    ),
+    batch_size=BATCH_SIZE,
+  )
   return _time_batches(ds, num_lists)
 
 
-def t5rank_memory(lists: list[dict], vocab, lengths: dict,
-                  num_lists: int) -> tuple[float, float]:
+def t5rank_memory(
+  lists: list[dict], vocab, lengths: dict, num_lists: int
+) -> tuple[float, float]:
   ds = _memory_dataset(lists)
   features = common.output_features(vocab)
   for prep in common.list_preprocessors():
     ds = seqio.utils.add_kwargs_to_transform(
-        prep, sequence_length=lengths, output_features=features)(ds)
+      prep, sequence_length=lengths, output_features=features
+    )(ds)
   ds = feature_converters.RankingEncDecFeatureConverter(pack=False)(ds, lengths)
   return _time_batches(ds.batch(BATCH_SIZE), num_lists)
 
@@ -158,36 +186,51 @@ def _import_rax_example(vocab):
   """Imports Rax's T5X example tasks with a stub of the `t5` package."""
   registered = []
   data = types.SimpleNamespace(
-      Feature=seqio.Feature,
-      get_default_vocabulary=lambda: vocab,
-      TaskRegistry=types.SimpleNamespace(
-          add=lambda *args, **kwargs: registered.append(args)))
+    Feature=seqio.Feature,
+    get_default_vocabulary=lambda: vocab,
+    TaskRegistry=types.SimpleNamespace(
+      add=lambda *args, **kwargs: registered.append(args)
+    ),
+  )
   sys.modules.setdefault("t5", types.SimpleNamespace(data=data))
   from examples.t5x import models as rax_models  # pylint: disable=g-import-not-at-top
   from examples.t5x import tasks as rax_tasks  # pylint: disable=g-import-not-at-top
+
   return rax_tasks, rax_models
 
 
-def rax_example(lists: list[dict], vocab, lengths: dict,
-                num_lists: int) -> tuple[float, float]:
+def rax_example(
+  lists: list[dict], vocab, lengths: dict, num_lists: int
+) -> tuple[float, float]:
   rax_tasks, rax_models = _import_rax_example(vocab)
-  ds = _memory_dataset(lists).map(lambda ex: {
-      "query": ex["query"],
-      "passages": {"passage_text": ex["passages"],
-                   "is_selected": tf.cast(ex["label"], tf.int32)}}).cache()
+  ds = (
+    _memory_dataset(lists)
+    .map(
+      lambda ex: {
+        "query": ex["query"],
+        "passages": {
+          "passage_text": ex["passages"],
+          "is_selected": tf.cast(ex["label"], tf.int32),
+        },
+      }
+    )
+    .cache()
+  )
   for _ in ds:
     pass
   features = common.output_features(vocab)
   features["inputs"] = seqio.Feature(vocab, add_eos=False, rank=2)
   ds = rax_tasks._msmarco_preprocessor(ds, features)  # pylint: disable=protected-access
   converter = rax_models.RankingEncDecFeatureConverter(
-      pack=False, apply_length_check=False)
+    pack=False, apply_length_check=False
+  )
   ds = converter(ds, lengths)
   return _time_batches(ds.batch(BATCH_SIZE), num_lists)
 
 
-def naive(lists: list[dict], vocab, lengths: dict,
-          num_lists: int) -> tuple[float, float]:
+def naive(
+  lists: list[dict], vocab, lengths: dict, num_lists: int
+) -> tuple[float, float]:
   list_size, tokens = lengths["inputs"]
   token = preprocessors.score_token_id(vocab)
   start, cpu, count = time.perf_counter(), time.process_time(), 0
@@ -196,25 +239,32 @@ def naive(lists: list[dict], vocab, lengths: dict,
     n = min(len(ex["passages"]), list_size)
     for i in range(n):
       text = f"Query: {ex['query']} Document: {ex['passages'][i]}"
-      item = list(vocab.encode(text))[:tokens - 1] + [vocab.eos_id]
-      ids[i, :len(item)] = item
+      item = list(vocab.encode(text))[: tokens - 1] + [vocab.eos_id]
+      ids[i, : len(item)] = item
     label = np.zeros(list_size, np.float32)
     label[:n] = ex["label"][:n]
     mask = np.arange(list_size) < n
     targets = np.where(mask, token, 0)[:, None]
     del targets
     count += 1
-  return (count / (time.perf_counter() - start),
-          count / (time.process_time() - cpu))
+  return (
+    count / (time.perf_counter() - start),
+    count / (time.process_time() - cpu),
+  )
 
 
 def _collect(lists_iter, n: int) -> list[dict]:
   out = []
   for ex in lists_iter:
-    out.append({"query_id": ex["query_id"], "query": ex["query"],
-                "passage_ids": list(ex["passage_ids"]),
-                "passages": list(ex["passages"]),
-                "label": np.asarray(ex["label"], np.float32)})
+    out.append(
+      {
+        "query_id": ex["query_id"],
+        "query": ex["query"],
+        "passage_ids": list(ex["passage_ids"]),
+        "passages": list(ex["passages"]),
+        "label": np.asarray(ex["label"], np.float32),
+      }
+    )
     if len(out) >= n:
       break
   return out
@@ -229,26 +279,37 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
 
-  from t5rank.data import demo, msmarco  # pylint: disable=g-import-not-at-top
+  from t5rank.data import demo  # pylint: disable=g-import-not-at-top
+  from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
+
   vocabs = {"bytes": seqio.ByteVocabulary()}
   if os.path.exists(args.spm):
     vocabs = {"t5 spm": common.t5_vocabulary(args.spm), **vocabs}
   else:
     print(f"no SentencePiece model at {args.spm}; ByteVocabulary only")
   tmp = tempfile.mkdtemp(prefix="t5rank_bench_")
-  write_synthetic_msmarco(tmp, vocabs.get("t5 spm"),
-                          num_passages=args.num_passages,
-                          num_queries=args.num_queries)
+  write_synthetic_msmarco(
+    tmp,
+    vocabs.get("t5 spm"),
+    num_passages=args.num_passages,
+    num_queries=args.num_queries,
+  )
   corpora = {
-      "demo": dict(data_dir=demo.demo_dir(), files=demo.DEMO_FILES,
-                   lengths=_lengths(8, 128)),
-      "synthetic msmarco": dict(data_dir=tmp, files=msmarco.MSMARCO_FILES,
-                                lengths=_lengths(10, 256)),
+    "demo": dict(
+      data_dir=demo.demo_dir(), files=demo.DEMO_FILES, lengths=_lengths(8, 128)
+    ),
+    "synthetic msmarco": dict(
+      data_dir=tmp, files=msmarco.MSMARCO_FILES, lengths=_lengths(10, 256)
+    ),
   }
-  print(f"tf {tf.__version__}, seqio {seqio.__version__ if hasattr(seqio, '__version__') else '?'}, "
-        f"{os.cpu_count()} cores, batch {BATCH_SIZE}, {args.num_lists} lists")
-  header = ("| corpus | vocab | t5rank files | t5rank memory | rax example | "
-            "naive per item | memory / rax | memory / naive |")
+  print(
+    f"tf {tf.__version__}, seqio {seqio.__version__ if hasattr(seqio, '__version__') else '?'}, "
+    f"{os.cpu_count()} cores, batch {BATCH_SIZE}, {args.num_lists} lists"
+  )
+  header = (
+    "| corpus | vocab | t5rank files | t5rank memory | rax example | "
+    "naive per item | memory / rax | memory / naive |"
+  )
   rows = [header, "|" + "---|" * 8]
 
   def cell(rate):
@@ -259,33 +320,51 @@ def main() -> None:
 
   for corpus, spec in corpora.items():
     list_size = spec["lengths"]["inputs"][0]
-    lists = _collect(msmarco.passage_ranking_lists(
-        spec["data_dir"], "train", list_size=list_size, seed=0,
-        files=spec["files"]), args.num_lists + 2 * BATCH_SIZE)
-    lists = (lists * (1 + (args.num_lists + 2 * BATCH_SIZE) // len(lists)))
+    lists = _collect(
+      msmarco.passage_ranking_lists(
+        spec["data_dir"],
+        "train",
+        list_size=list_size,
+        seed=0,
+        files=spec["files"],
+      ),
+      args.num_lists + 2 * BATCH_SIZE,
+    )
+    lists = lists * (1 + (args.num_lists + 2 * BATCH_SIZE) // len(lists))
     for vocab_name, vocab in vocabs.items():
       name = t5rank.tasks.register_msmarco_passage_ranking(
-          spec["data_dir"], name="t5rank_bench_" + corpus.replace(" ", "_"),
-          list_size=list_size, vocabulary=vocab, files=spec["files"])
+        spec["data_dir"],
+        name="t5rank_bench_" + corpus.replace(" ", "_"),
+        list_size=list_size,
+        vocabulary=vocab,
+        files=spec["files"],
+      )
       n, lengths = args.num_lists, spec["lengths"]
       files_rate = _best(lambda: t5rank_files(name, lengths, n), args.repeats)
-      memory_rate = _best(lambda: t5rank_memory(lists, vocab, lengths, n),
-                          args.repeats)
+      memory_rate = _best(
+        lambda: t5rank_memory(lists, vocab, lengths, n), args.repeats
+      )
       try:
-        rax_rate = _best(lambda: rax_example(lists, vocab, lengths, n),
-                         args.repeats)
+        rax_rate = _best(
+          lambda: rax_example(lists, vocab, lengths, n), args.repeats
+        )
         rax_cell, rax_ratio = cell(rax_rate), ratio(memory_rate, rax_rate)
       except tf.errors.InvalidArgumentError as e:
-        rax_cell = "fails (" + e.message.split(",")[0].split(":")[-1].strip() + ")"
+        rax_cell = (
+          "fails (" + e.message.split(",")[0].split(":")[-1].strip() + ")"
+        )
         rax_ratio = "-"
       naive_rate = _best(lambda: naive(lists, vocab, lengths, n), args.repeats)
       rows.append(
-          f"| {corpus} | {vocab_name} | {cell(files_rate)} | "
-          f"{cell(memory_rate)} | {rax_cell} | {cell(naive_rate)} | "
-          f"{rax_ratio} | {ratio(memory_rate, naive_rate)} |")
+        f"| {corpus} | {vocab_name} | {cell(files_rate)} | "
+        f"{cell(memory_rate)} | {rax_cell} | {cell(naive_rate)} | "
+        f"{rax_ratio} | {ratio(memory_rate, naive_rate)} |"
+      )
       print(rows[-1], flush=True)
-  print("\nlists/s, best of %d (in brackets: lists per CPU-second of the "
-        "process); higher is better\n" % args.repeats + "\n".join(rows))
+  print(
+    "\nlists/s, best of %d (in brackets: lists per CPU-second of the "
+    "process); higher is better\n" % args.repeats + "\n".join(rows)
+  )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ if __name__ == "__main__" and "--time-devices" in sys.argv:
   _DEVICES = int(sys.argv[sys.argv.index("--time-devices") + 1])
 else:
   _DEVICES = 8
-os.environ["XLA_FLAGS"] = (
-    f"--xla_force_host_platform_device_count={_DEVICES}")
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={_DEVICES}"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,13 +40,31 @@ import jax
 import numpy as np
 
 SIZES = {
-    # T5X's t5_1_1/{base,xl}.gin network.T5Config.
-    "base": dict(emb_dim=768, num_heads=12, num_encoder_layers=12,
-                 num_decoder_layers=12, head_dim=64, mlp_dim=2048),
-    "xl": dict(emb_dim=2048, num_heads=32, num_encoder_layers=24,
-               num_decoder_layers=24, head_dim=64, mlp_dim=5120),
-    "demo": dict(emb_dim=64, num_heads=4, num_encoder_layers=2,
-                 num_decoder_layers=2, head_dim=16, mlp_dim=256),
+  # T5X's t5_1_1/{base,xl}.gin network.T5Config.
+  "base": dict(
+    emb_dim=768,
+    num_heads=12,
+    num_encoder_layers=12,
+    num_decoder_layers=12,
+    head_dim=64,
+    mlp_dim=2048,
+  ),
+  "xl": dict(
+    emb_dim=2048,
+    num_heads=32,
+    num_encoder_layers=24,
+    num_decoder_layers=24,
+    head_dim=64,
+    mlp_dim=5120,
+  ),
+  "demo": dict(
+    emb_dim=64,
+    num_heads=4,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    head_dim=16,
+    mlp_dim=256,
+  ),
 }
 VOCAB_SIZE = {"base": 32128, "xl": 32128, "demo": 384}
 PARTITIONS = (1, 2, 4, 8)
@@ -58,29 +75,40 @@ def make_model(size):
   import seqio
   from t5x import adafactor
   from t5x.examples.t5 import network as t5x_network
+
   from t5rank.models import models
   from t5rank.models import network
 
   config = t5x_network.T5Config(
-      vocab_size=VOCAB_SIZE[size], dtype="bfloat16",
-      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=False, **SIZES[size])
+    vocab_size=VOCAB_SIZE[size],
+    dtype="bfloat16",
+    mlp_activations=("gelu", "linear"),
+    dropout_rate=0.0,
+    logits_via_embedding=False,
+    **SIZES[size],
+  )
   vocab = seqio.ByteVocabulary()
   optimizer = adafactor.Adafactor(
-      decay_rate=0.8, step_offset=0,
-      logical_factor_rules=adafactor.standard_logical_factor_rules())
+    decay_rate=0.8,
+    step_offset=0,
+    logical_factor_rules=adafactor.standard_logical_factor_rules(),
+  )
   return models.RankingEncDecModel(
-      network.RankingTransformer(config, one_hot_embedding=False),
-      vocab, vocab, optimizer, score_token=258)
+    network.RankingTransformer(config, one_hot_embedding=False),
+    vocab,
+    vocab,
+    optimizer,
+    score_token=258,
+  )
 
 
 def _batch_shapes():
   shapes = {
-      "encoder_input_tokens": (LISTS, LIST_SIZE, TOKENS),
-      "decoder_input_tokens": (LISTS, LIST_SIZE, 1),
-      "decoder_target_tokens": (LISTS, LIST_SIZE, 1),
-      "label": (LISTS, LIST_SIZE),
-      "mask": (LISTS, LIST_SIZE),
+    "encoder_input_tokens": (LISTS, LIST_SIZE, TOKENS),
+    "decoder_input_tokens": (LISTS, LIST_SIZE, 1),
+    "decoder_target_tokens": (LISTS, LIST_SIZE, 1),
+    "label": (LISTS, LIST_SIZE),
+    "mask": (LISTS, LIST_SIZE),
   }
   types = {k: np.int32 for k in shapes}
   types.update(label=np.float32, mask=np.bool_)
@@ -91,8 +119,9 @@ def _partitioner(partitions):
   from t5x import partitioning
 
   return partitioning.PjitPartitioner(
-      model_parallel_submesh=(1, 1, 1, partitions),
-      logical_axis_rules=partitioning.standard_logical_axis_rules())
+    model_parallel_submesh=(1, 1, 1, partitions),
+    logical_axis_rules=partitioning.standard_logical_axis_rules(),
+  )
 
 
 def _device_bytes(shape_tree, spec_tree, mesh_shape):
@@ -102,7 +131,8 @@ def _device_bytes(shape_tree, spec_tree, mesh_shape):
   total = 0
   shapes = jax.tree.leaves(shape_tree)
   specs = jax.tree.leaves(
-      spec_tree, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
+    spec_tree, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None
+  )
   assert len(shapes) == len(specs), (len(shapes), len(specs))
   for leaf, spec in zip(shapes, specs):
     dims = list(leaf.shape)
@@ -125,8 +155,12 @@ def memory_table(sizes=("base", "xl")):
     for partitions in PARTITIONS:
       partitioner = _partitioner(partitions)
       initializer = utils.TrainStateInitializer(
-          model.optimizer_def, model.get_initial_variables, shapes,
-          partitioner, types)
+        model.optimizer_def,
+        model.get_initial_variables,
+        shapes,
+        partitioner,
+        types,
+      )
       state = initializer.global_train_state_shape
       axes = initializer.train_state_axes
       mesh = dict(partitioner.mesh.shape)
@@ -145,22 +179,29 @@ def time_steps(steps):
   partitioner = _partitioner(1)  # every device on `data`
   shapes, types = _batch_shapes()
   rng = np.random.default_rng(0)
-  batch = {k: np.asarray(rng.integers(3, 259, size=s), types[k])
-           for k, s in shapes.items()}
+  batch = {
+    k: np.asarray(rng.integers(3, 259, size=s), types[k])
+    for k, s in shapes.items()
+  }
   batch["decoder_input_tokens"][:] = 0
   batch["decoder_target_tokens"][:] = 258
   batch["mask"] = np.ones(shapes["mask"], np.bool_)
   batch["label"] = (rng.random(shapes["label"]) < 0.2).astype(np.float32)
   batch["label"][:, 0] = 1.0
   initializer = utils.TrainStateInitializer(
-      model.optimizer_def, model.get_initial_variables, shapes, partitioner,
-      types)
+    model.optimizer_def, model.get_initial_variables, shapes, partitioner, types
+  )
   trainer = trainer_lib.Trainer(
-      model, initializer.from_scratch(jax.random.PRNGKey(0)), partitioner,
-      eval_names=[], summary_dir=None,
-      train_state_axes=initializer.train_state_axes,
-      rng=jax.random.PRNGKey(1), learning_rate_fn=lambda step: 1e-3,
-      num_microbatches=None)
+    model,
+    initializer.from_scratch(jax.random.PRNGKey(0)),
+    partitioner,
+    eval_names=[],
+    summary_dir=None,
+    train_state_axes=initializer.train_state_axes,
+    rng=jax.random.PRNGKey(1),
+    learning_rate_fn=lambda step: 1e-3,
+    num_microbatches=None,
+  )
   trainer.compile_train(batch)
   trainer.train(iter([batch]), 1).result()  # warm-up
   times = []
@@ -171,16 +212,27 @@ def time_steps(steps):
     jax.block_until_ready(trainer.train_state.params)
     times.append(time.perf_counter() - start)
   trainer.close()
-  return {"devices": jax.device_count(),
-          "mesh": dict(partitioner.mesh.shape),
-          "median_s": statistics.median(times)}
+  return {
+    "devices": jax.device_count(),
+    "mesh": dict(partitioner.mesh.shape),
+    "median_s": statistics.median(times),
+  }
 
 
 def _time_in_subprocess(devices, steps):
   out = subprocess.run(
-      [sys.executable, __file__, "--time-devices", str(devices),
-       "--steps", str(steps)],
-      capture_output=True, text=True, check=True)
+    [
+      sys.executable,
+      __file__,
+      "--time-devices",
+      str(devices),
+      "--steps",
+      str(steps),
+    ],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -193,30 +245,40 @@ def main():
   if args.time_devices is not None:
     print(json.dumps(time_steps(args.steps)))
     return
-  print("Per-device bytes of T5.1.1 RankT5-EncDec train state (f32 params, "
-        "Adafactor), 8 devices")
-  print(f"| model | partitions | mesh (data x model) | params MiB "
-        f"| optimizer MiB | total MiB |")
+  print(
+    "Per-device bytes of T5.1.1 RankT5-EncDec train state (f32 params, "
+    "Adafactor), 8 devices"
+  )
+  print(
+    "| model | partitions | mesh (data x model) | params MiB "
+    "| optimizer MiB | total MiB |"
+  )
   print("|---|---:|---|---:|---:|---:|")
-  mib = 2.0 ** 20
+  mib = 2.0**20
   for size, rows in memory_table().items():
     for partitions, (params, opt, mesh) in rows.items():
-      print(f"| {size} | {partitions} | {mesh['data']} x {mesh['model']} "
-            f"| {params / mib:.1f} | {opt / mib:.1f} "
-            f"| {(params + opt) / mib:.1f} |")
+      print(
+        f"| {size} | {partitions} | {mesh['data']} x {mesh['model']} "
+        f"| {params / mib:.1f} | {opt / mib:.1f} "
+        f"| {(params + opt) / mib:.1f} |"
+      )
   if args.no_timing:
     return
   one = _time_in_subprocess(1, args.steps)
   eight = _time_in_subprocess(8, args.steps)
   print()
-  print(f"Demo train step ({LISTS} lists x {LIST_SIZE} items x {TOKENS} "
-        f"tokens), median of {args.steps}")
+  print(
+    f"Demo train step ({LISTS} lists x {LIST_SIZE} items x {TOKENS} "
+    f"tokens), median of {args.steps}"
+  )
   print("| mesh | devices | step ms | ratio |")
   print("|---|---:|---:|---:|")
   for run in (one, eight):
-    print(f"| {run['mesh']['data']} x {run['mesh']['model']} "
-          f"| {run['devices']} | {run['median_s'] * 1e3:.1f} "
-          f"| {run['median_s'] / one['median_s']:.2f} |")
+    print(
+      f"| {run['mesh']['data']} x {run['mesh']['model']} "
+      f"| {run['devices']} | {run['median_s'] * 1e3:.1f} "
+      f"| {run['median_s'] / one['median_s']:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def _batch(rng):
   tokens = np.zeros((LISTS, LIST_SIZE, TOKENS), np.int32)
   for b in range(LISTS):
     for l in range(LIST_SIZE):
-      tokens[b, l, :lengths[b, l]] = rng.integers(3, 32000, lengths[b, l])
+      tokens[b, l, : lengths[b, l]] = rng.integers(3, 32000, lengths[b, l])
   return lengths, mask, tokens
 
 
@@ -60,67 +60,100 @@ def main():
   batches = [_batch(rng) for _ in range(args.packs)]
   items = sum(int(m.sum()) for _, m, _ in batches)
   sample = [l[m] for l, m, _ in batches[:100] for l, m in zip(l, m)]
-  rows = packing.estimate_rows(sample, lists_per_pack=LISTS,
-                               row_length=ROW_LENGTH,
-                               max_segments_per_row=SEGMENTS)
-  kwargs = dict(num_rows=rows, row_length=ROW_LENGTH,
-                max_segments_per_row=SEGMENTS)
+  rows = packing.estimate_rows(
+    sample,
+    lists_per_pack=LISTS,
+    row_length=ROW_LENGTH,
+    max_segments_per_row=SEGMENTS,
+  )
+  kwargs = dict(
+    num_rows=rows, row_length=ROW_LENGTH, max_segments_per_row=SEGMENTS
+  )
 
-  plan_rate = _rate(lambda i: packing.plan_packing(
-      batches[i][0], batches[i][1], **kwargs), args.packs)
+  plan_rate = _rate(
+    lambda i: packing.plan_packing(batches[i][0], batches[i][1], **kwargs),
+    args.packs,
+  )
   truncated = 0
+
   def pack(i):
     nonlocal truncated
-    out = packing.pack_lists(batches[i][2], batches[i][1],
-                             np.full((LISTS, LIST_SIZE), 5), **kwargs)
+    out = packing.pack_lists(
+      batches[i][2], batches[i][1], np.full((LISTS, LIST_SIZE), 5), **kwargs
+    )
     truncated += int(out["packing_truncated_items"])
+
   pack_rate = _rate(pack, args.packs)
 
   dense = {
-      "inputs": np.stack([t for _, _, t in batches]).reshape(
-          -1, LIST_SIZE, TOKENS),
-      "targets": np.full((args.packs * LISTS, LIST_SIZE, 1), 5, np.int32),
-      "label": np.zeros((args.packs * LISTS, LIST_SIZE), np.float32),
-      "mask": np.stack([m for _, m, _ in batches]).reshape(-1, LIST_SIZE),
+    "inputs": np.stack([t for _, _, t in batches]).reshape(
+      -1, LIST_SIZE, TOKENS
+    ),
+    "targets": np.full((args.packs * LISTS, LIST_SIZE, 1), 5, np.int32),
+    "label": np.zeros((args.packs * LISTS, LIST_SIZE), np.float32),
+    "mask": np.stack([m for _, m, _ in batches]).reshape(-1, LIST_SIZE),
   }
   converter = packing.RankingPackedFeatureConverter(
-      row_length=ROW_LENGTH, max_segments_per_row=SEGMENTS,
-      lists_per_pack=LISTS, rows_per_pack=rows)
-  ds = converter(tf.data.Dataset.from_tensor_slices(dense),
-                 {"inputs": (LIST_SIZE, TOKENS), "targets": (LIST_SIZE, 1),
-                  "label": (LIST_SIZE,), "mask": (LIST_SIZE,)})
+    row_length=ROW_LENGTH,
+    max_segments_per_row=SEGMENTS,
+    lists_per_pack=LISTS,
+    rows_per_pack=rows,
+  )
+  ds = converter(
+    tf.data.Dataset.from_tensor_slices(dense),
+    {
+      "inputs": (LIST_SIZE, TOKENS),
+      "targets": (LIST_SIZE, 1),
+      "label": (LIST_SIZE,),
+      "mask": (LIST_SIZE,),
+    },
+  )
   start = time.perf_counter()
-  used = sum(int((f["encoder_segment_ids"] > 0).sum())
-             for f in ds.as_numpy_iterator())
+  used = sum(
+    int((f["encoder_segment_ids"] > 0).sum()) for f in ds.as_numpy_iterator()
+  )
   converter_rate = args.packs * LISTS / (time.perf_counter() - start)
 
   flat = [t[m] for _, m, t in batches]
   flat = np.concatenate(flat)
   flat_ds = tf.data.Dataset.from_tensor_slices(flat).map(
-      lambda t: {"inputs": tf.boolean_mask(t, t > 0)})
+    lambda t: {"inputs": tf.boolean_mask(t, t > 0)}
+  )
   packed = seqio.utils.trim_and_pack_dataset(flat_ds, {"inputs": ROW_LENGTH})
   start = time.perf_counter()
   seqio_rows = sum(1 for _ in packed.as_numpy_iterator())
   seqio_rate = items / (time.perf_counter() - start)
 
-  print(f"{args.packs} packs of {LISTS} lists x {LIST_SIZE} items "
-        f"({items / args.packs:.1f} real items/pack), rows of {ROW_LENGTH} "
-        f"tokens, <= {SEGMENTS} items/row")
-  print(f"estimated rows/pack: {rows} (seqio stream packing needs "
-        f"{seqio_rows / args.packs:.1f}); token utilisation "
-        f"{used / (args.packs * rows * ROW_LENGTH):.1%}; padded layout "
-        f"{LISTS * LIST_SIZE * TOKENS} tokens vs packed {rows * ROW_LENGTH} "
-        f"({LISTS * LIST_SIZE * TOKENS / (rows * ROW_LENGTH):.2f}x fewer)")
+  print(
+    f"{args.packs} packs of {LISTS} lists x {LIST_SIZE} items "
+    f"({items / args.packs:.1f} real items/pack), rows of {ROW_LENGTH} "
+    f"tokens, <= {SEGMENTS} items/row"
+  )
+  print(
+    f"estimated rows/pack: {rows} (seqio stream packing needs "
+    f"{seqio_rows / args.packs:.1f}); token utilisation "
+    f"{used / (args.packs * rows * ROW_LENGTH):.1%}; padded layout "
+    f"{LISTS * LIST_SIZE * TOKENS} tokens vs packed {rows * ROW_LENGTH} "
+    f"({LISTS * LIST_SIZE * TOKENS / (rows * ROW_LENGTH):.2f}x fewer)"
+  )
   print(f"truncated items: {truncated} of {items}")
-  print(f"plan_packing:    {plan_rate * LISTS:9.0f} lists/s "
-        f"{plan_rate * items / args.packs:9.0f} items/s")
-  print(f"pack_lists:      {pack_rate * LISTS:9.0f} lists/s "
-        f"{pack_rate * items / args.packs:9.0f} items/s")
-  print(f"converter (tf):  {converter_rate:9.0f} lists/s "
-        f"{converter_rate * items / (args.packs * LISTS):9.0f} items/s")
-  print(f"seqio trim_and_pack_dataset (anchor): {seqio_rate:9.0f} items/s; "
-        f"converter / anchor = "
-        f"{converter_rate * items / (args.packs * LISTS) / seqio_rate:.2f}x")
+  print(
+    f"plan_packing:    {plan_rate * LISTS:9.0f} lists/s "
+    f"{plan_rate * items / args.packs:9.0f} items/s"
+  )
+  print(
+    f"pack_lists:      {pack_rate * LISTS:9.0f} lists/s "
+    f"{pack_rate * items / args.packs:9.0f} items/s"
+  )
+  print(
+    f"converter (tf):  {converter_rate:9.0f} lists/s "
+    f"{converter_rate * items / (args.packs * LISTS):9.0f} items/s"
+  )
+  print(
+    f"seqio trim_and_pack_dataset (anchor): {seqio_rate:9.0f} items/s; "
+    f"converter / anchor = "
+    f"{converter_rate * items / (args.packs * LISTS) / seqio_rate:.2f}x"
+  )
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ Add cases to ``CASES`` (e.g. losses) as ``Case(name, kind, ours, theirs)``.
 """
 
 import argparse
+from collections.abc import Callable
 import dataclasses
 import functools
 import statistics
 import sys
 import time
-from typing import Callable, List, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Case:
   name: str
   kind: str  # 'metric' (forward) or 'loss' (value and grad).
   ours: Callable[..., object]
-  theirs: Optional[Callable[..., object]]
+  theirs: Callable[..., object] | None
   needs_key: bool = False
 
 
@@ -43,8 +43,9 @@ def _rax_gumbel(fn, samples=8, beta=1.0):
   def wrapped(scores, labels, *, key, **kwargs):
     rep = lambda a: jnp.repeat(jnp.expand_dims(a, 0), samples, 0)
     scores, labels = rep(scores), rep(labels)
-    kwargs = {k: rep(v) if isinstance(v, jax.Array) else v
-              for k, v in kwargs.items()}
+    kwargs = {
+      k: rep(v) if isinstance(v, jax.Array) else v for k, v in kwargs.items()
+    }
     key, kwargs["key"] = jax.random.split(key)
     noisy = jax.random.gumbel(key, scores.shape) * beta + scores
     return fn(noisy, labels, **kwargs)
@@ -52,79 +53,134 @@ def _rax_gumbel(fn, samples=8, beta=1.0):
   return wrapped
 
 
-def build_cases(rax_has_t12n: bool) -> List[Case]:
+def build_cases(rax_has_t12n: bool) -> list[Case]:
   """The benchmark table (import-time free of Rax so --rax_path can act)."""
   import rax  # pylint: disable=g-import-not-at-top
   from rax._src import utils as rax_utils  # pylint: disable=g-import-not-at-top
+
   from t5rank.ranking import metrics  # pylint: disable=g-import-not-at-top
   from t5rank.ranking import t12n  # pylint: disable=g-import-not-at-top
 
   cases = []
-  for name in ("mrr_metric", "dcg_metric", "ndcg_metric", "precision_metric",
-               "recall_metric", "ap_metric"):
+  for name in (
+    "mrr_metric",
+    "dcg_metric",
+    "ndcg_metric",
+    "precision_metric",
+    "recall_metric",
+    "ap_metric",
+  ):
     for topn in (None, 10):
       label = name if topn is None else f"{name}@{topn}"
-      cases.append(Case(
-          label, "metric",
+      cases.append(
+        Case(
+          label,
+          "metric",
           functools.partial(getattr(metrics, name), topn=topn),
-          functools.partial(getattr(rax, name), topn=topn)))
-  cases.append(Case("opa_metric", "metric", metrics.opa_metric,
-                    rax.opa_metric))
-  cases.append(Case("err_metric@10", "metric",
-                    functools.partial(metrics.err_metric, topn=10), None))
+          functools.partial(getattr(rax, name), topn=topn),
+        )
+      )
+  cases.append(Case("opa_metric", "metric", metrics.opa_metric, rax.opa_metric))
+  cases.append(
+    Case(
+      "err_metric@10",
+      "metric",
+      functools.partial(metrics.err_metric, topn=10),
+      None,
+    )
+  )
 
   if rax_has_t12n:
     rax_approx = rax.approx_t12n(rax.ndcg_metric)
     rax_gumbel_approx = rax.gumbel_t12n(rax.approx_t12n(rax.ndcg_metric))
   else:
+
     def rax_approx(scores, labels, **kwargs):
-      return -rax.ndcg_metric(scores, labels, rank_fn=rax_utils.approx_ranks,
-                              cutoff_fn=rax_utils.approx_cutoff, **kwargs)
+      return -rax.ndcg_metric(
+        scores,
+        labels,
+        rank_fn=rax_utils.approx_ranks,
+        cutoff_fn=rax_utils.approx_cutoff,
+        **kwargs,
+      )
+
     rax_gumbel_approx = _rax_gumbel(rax_approx)
   cases += [
-      Case("approx_ndcg (loss+grad)", "loss",
-           t12n.approx_t12n(metrics.ndcg_metric), rax_approx),
-      Case("gumbel_approx_ndcg (loss+grad)", "loss",
-           t12n.gumbel_t12n(t12n.approx_t12n(metrics.ndcg_metric)),
-           rax_gumbel_approx, needs_key=True),
-      Case("neuralsort_ndcg (loss+grad)", "loss",
-           t12n.neuralsort_t12n(metrics.ndcg_metric), None),
+    Case(
+      "approx_ndcg (loss+grad)",
+      "loss",
+      t12n.approx_t12n(metrics.ndcg_metric),
+      rax_approx,
+    ),
+    Case(
+      "gumbel_approx_ndcg (loss+grad)",
+      "loss",
+      t12n.gumbel_t12n(t12n.approx_t12n(metrics.ndcg_metric)),
+      rax_gumbel_approx,
+      needs_key=True,
+    ),
+    Case(
+      "neuralsort_ndcg (loss+grad)",
+      "loss",
+      t12n.neuralsort_t12n(metrics.ndcg_metric),
+      None,
+    ),
   ]
   cases += _loss_cases(rax)
   return cases
 
 
-def _loss_cases(rax) -> List[Case]:
+def _loss_cases(rax) -> list[Case]:
   """Every loss with its gradient; Rax's where it has the loss."""
   from t5rank.ranking import losses  # pylint: disable=g-import-not-at-top
 
   cases = []
-  for name in ("pairwise_logistic_loss", "pairwise_hinge_loss",
-               "pairwise_soft_zero_one_loss", "pairwise_qr_loss",
-               "pairwise_mse_loss", "softmax_loss", "poly1_softmax_loss",
-               "unique_softmax_loss", "listmle_loss", "pointwise_sigmoid_loss",
-               "pointwise_mse_loss"):
-    cases.append(Case(f"{name} (loss+grad)", "loss", getattr(losses, name),
-                      getattr(rax, name)))
+  for name in (
+    "pairwise_logistic_loss",
+    "pairwise_hinge_loss",
+    "pairwise_soft_zero_one_loss",
+    "pairwise_qr_loss",
+    "pairwise_mse_loss",
+    "softmax_loss",
+    "poly1_softmax_loss",
+    "unique_softmax_loss",
+    "listmle_loss",
+    "pointwise_sigmoid_loss",
+    "pointwise_mse_loss",
+  ):
+    cases.append(
+      Case(
+        f"{name} (loss+grad)", "loss", getattr(losses, name), getattr(rax, name)
+      )
+    )
 
   def rax_ndcgloss2pp(scores, labels, **kwargs):
     kwargs = dict(kwargs, normalize=True)
-    return (rax.dcg_lambdaweight(scores, labels, **kwargs) +
-            10.0 * rax.dcg2_lambdaweight(scores, labels, **kwargs))
+    return rax.dcg_lambdaweight(
+      scores, labels, **kwargs
+    ) + 10.0 * rax.dcg2_lambdaweight(scores, labels, **kwargs)
 
-  cases.append(Case(
-      "lambdaloss_loss (loss+grad)", "loss", losses.lambdaloss_loss,
-      functools.partial(rax.pairwise_logistic_loss,
-                        lambdaweight_fn=rax_ndcgloss2pp)))
+  cases.append(
+    Case(
+      "lambdaloss_loss (loss+grad)",
+      "loss",
+      losses.lambdaloss_loss,
+      functools.partial(
+        rax.pairwise_logistic_loss, lambdaweight_fn=rax_ndcgloss2pp
+      ),
+    )
+  )
   for name in ("listnet_loss", "distillation_kl_loss", "margin_mse_loss"):
-    cases.append(Case(f"{name} (loss+grad)", "loss", getattr(losses, name),
-                      None))
+    cases.append(
+      Case(f"{name} (loss+grad)", "loss", getattr(losses, name), None)
+    )
   return cases
 
 
 def _inputs(batch, size, seed=0):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   rng = np.random.default_rng(seed)
   scores = rng.normal(size=(batch, size)).astype(np.float32)
   labels = (rng.random((batch, size)) < 0.1).astype(np.float32)
@@ -142,8 +198,9 @@ def _timer(case_fn, kind, needs_key, scores, labels, where, repeats):
 
   if kind == "loss":
     if needs_key:
-      fn = jax.jit(jax.value_and_grad(
-          lambda s, y, w, k: case_fn(s, y, where=w, key=k)))
+      fn = jax.jit(
+        jax.value_and_grad(lambda s, y, w, k: case_fn(s, y, where=w, key=k))
+      )
     else:
       fn = jax.jit(jax.value_and_grad(lambda s, y, w: case_fn(s, y, where=w)))
   else:
@@ -169,14 +226,20 @@ def _timer(case_fn, kind, needs_key, scores, labels, where, repeats):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rax_path", default="",
-                      help="Rax source tree to put first on sys.path.")
+  parser.add_argument(
+    "--rax_path", default="", help="Rax source tree to put first on sys.path."
+  )
   parser.add_argument("--shapes", default="512x200,64x1000")
   parser.add_argument("--repeats", type=int, default=15)
-  parser.add_argument("--loss_repeats", type=int, default=3,
-                      help="Repeats for the (much slower) loss cases.")
-  parser.add_argument("--only", default="",
-                      help="Comma-separated substrings of case names.")
+  parser.add_argument(
+    "--loss_repeats",
+    type=int,
+    default=3,
+    help="Repeats for the (much slower) loss cases.",
+  )
+  parser.add_argument(
+    "--only", default="", help="Comma-separated substrings of case names."
+  )
   args = parser.parse_args(argv)
   if args.rax_path:
     sys.path.insert(0, args.rax_path)
@@ -186,11 +249,14 @@ def main(argv=None):
   rax_has_t12n = True
   try:
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
     rax.approx_t12n(rax.ndcg_metric)(jnp.zeros(2), jnp.ones(2))
   except Exception:  # pylint: disable=broad-except
     rax_has_t12n = False
-  print(f"jax {jax.__version__}, rax from {rax.__file__} "
-        f"(approx/gumbel t12n {'native' if rax_has_t12n else 'reproduced'})")
+  print(
+    f"jax {jax.__version__}, rax from {rax.__file__} "
+    f"(approx/gumbel t12n {'native' if rax_has_t12n else 'reproduced'})"
+  )
   cases = build_cases(rax_has_t12n)
   if args.only:
     wanted = args.only.split(",")
@@ -199,25 +265,36 @@ def main(argv=None):
   for shape in args.shapes.split(","):
     batch, size = (int(x) for x in shape.split("x"))
     scores, labels, where = _inputs(batch, size)
-    print(f"\n[{batch}, {size}]  (median ms over {args.repeats} runs, "
-          f"{args.loss_repeats} for losses; min in brackets)")
-    print("| case | t5rank ms | rax ms | rax / t5rank | t5rank compile s | "
-          "rax compile s | compile t5rank / rax |")
+    print(
+      f"\n[{batch}, {size}]  (median ms over {args.repeats} runs, "
+      f"{args.loss_repeats} for losses; min in brackets)"
+    )
+    print(
+      "| case | t5rank ms | rax ms | rax / t5rank | t5rank compile s | "
+      "rax compile s | compile t5rank / rax |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for case in cases:
       repeats = args.loss_repeats if case.kind == "loss" else args.repeats
-      ours_c, ours, ours_min = _timer(case.ours, case.kind, case.needs_key,
-                                      scores, labels, where, repeats)
+      ours_c, ours, ours_min = _timer(
+        case.ours, case.kind, case.needs_key, scores, labels, where, repeats
+      )
       if case.theirs is None:
-        print(f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | – | – | "
-              f"{ours_c:.2f} | – | – |", flush=True)
+        print(
+          f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | – | – | "
+          f"{ours_c:.2f} | – | – |",
+          flush=True,
+        )
         continue
       theirs_c, theirs, theirs_min = _timer(
-          case.theirs, case.kind, case.needs_key, scores, labels, where,
-          repeats)
-      print(f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | {theirs:.2f} "
-            f"({theirs_min:.2f}) | {theirs / ours:.1f}x | {ours_c:.2f} | "
-            f"{theirs_c:.2f} | {ours_c / theirs_c:.2f}x |", flush=True)
+        case.theirs, case.kind, case.needs_key, scores, labels, where, repeats
+      )
+      print(
+        f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | {theirs:.2f} "
+        f"({theirs_min:.2f}) | {theirs / ours:.1f}x | {ours_c:.2f} | "
+        f"{theirs_c:.2f} | {ours_c / theirs_c:.2f}x |",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,13 @@ def make_pairs(num_queries: int, seed: int = 0) -> list[np.ndarray]:
   """Token ids of each pair (EOS = 1 last), MS-MARCO-like lengths."""
   rng = np.random.default_rng(seed)
   n = num_queries * CANDIDATES
-  lengths = np.clip(rng.lognormal(np.log(70), 0.35, n).astype(int), 12,
-                    INPUT_LENGTH)
-  return [np.append(rng.integers(3, 32000, k - 1), 1).astype(np.int32)
-          for k in lengths]
+  lengths = np.clip(
+    rng.lognormal(np.log(70), 0.35, n).astype(int), 12, INPUT_LENGTH
+  )
+  return [
+    np.append(rng.integers(3, 32000, k - 1), 1).astype(np.int32)
+    for k in lengths
+  ]
 
 
 def t5rank_scorer(pack: bool):
@@ -60,30 +63,47 @@ def t5rank_scorer(pack: bool):
   import seqio
   from t5x import adafactor
   from t5x.examples.t5 import network as t5_network
+
   from t5rank import rerank
   from t5rank.models import models
   from t5rank.models import network
+
   # pylint: enable=g-import-not-at-top
   config = t5_network.T5Config(
-      vocab_size=VOCAB, dtype=jnp.float32, emb_dim=512, num_heads=8,
-      num_encoder_layers=6, num_decoder_layers=6, head_dim=64, mlp_dim=2048,
-      mlp_activations=("relu",), dropout_rate=0.0, logits_via_embedding=True)
+    vocab_size=VOCAB,
+    dtype=jnp.float32,
+    emb_dim=512,
+    num_heads=8,
+    num_encoder_layers=6,
+    num_decoder_layers=6,
+    head_dim=64,
+    mlp_dim=2048,
+    mlp_activations=("relu",),
+    dropout_rate=0.0,
+    logits_via_embedding=True,
+  )
   model = models.RankingEncDecModel(
-      module=network.RankingTransformer(config=config,
-                                        one_hot_embedding=False),
-      input_vocabulary=seqio.PassThroughVocabulary(VOCAB),
-      output_vocabulary=seqio.PassThroughVocabulary(VOCAB),
-      optimizer_def=adafactor.Adafactor(), scoring="monot5",
-      monot5_tokens=(TRUE_ID, FALSE_ID))
-  cfg = rerank.PackingConfig(pack=pack, input_length=INPUT_LENGTH,
-                             max_segments_per_row=16, rows_per_pack=8,
-                             list_size=32)
+    module=network.RankingTransformer(config=config, one_hot_embedding=False),
+    input_vocabulary=seqio.PassThroughVocabulary(VOCAB),
+    output_vocabulary=seqio.PassThroughVocabulary(VOCAB),
+    optimizer_def=adafactor.Adafactor(),
+    scoring="monot5",
+    monot5_tokens=(TRUE_ID, FALSE_ID),
+  )
+  cfg = rerank.PackingConfig(
+    pack=pack,
+    input_length=INPUT_LENGTH,
+    max_segments_per_row=16,
+    rows_per_pack=8,
+    list_size=32,
+  )
   batch_size = 8
   example, _ = rerank.model_elements(make_pairs(1)[:8], cfg, 3)
   shapes = {k: (batch_size,) + v.shape for k, v in example[0].items()}
   types = {k: v.dtype for k, v in example[0].items()}
-  params = model.get_initial_variables(jax.random.PRNGKey(0), shapes,
-                                       types)["params"]
+  params = model.get_initial_variables(jax.random.PRNGKey(0), shapes, types)[
+    "params"
+  ]
   step = jax.jit(model.score_batch)
 
   def score(pairs):
@@ -92,11 +112,13 @@ def t5rank_scorer(pack: bool):
     elements = elements + [elements[0]] * pad
     out = np.zeros(len(pairs), np.float32)
     for start in range(0, len(elements), batch_size):
-      batch = {k: np.stack([e[k] for e in elements[start:start + batch_size]])
-               for k in elements[0]}
+      batch = {
+        k: np.stack([e[k] for e in elements[start : start + batch_size]])
+        for k in elements[0]
+      }
       scores = np.asarray(step(params, batch)).reshape(batch_size, -1)
-      for row, slot in zip(scores, slots[start:start + batch_size]):
-        out[slot] = row[:len(slot)]
+      for row, slot in zip(scores, slots[start : start + batch_size]):
+        out[slot] = row[: len(slot)]
     return out
 
   score(make_pairs(1, seed=1))  # compile
@@ -108,12 +130,20 @@ def hf_scorer():
   # pylint: disable=g-import-not-at-top
   import torch
   import transformers
+
   # pylint: enable=g-import-not-at-top
   torch.manual_seed(0)
   config = transformers.T5Config(
-      vocab_size=VOCAB, d_model=512, d_kv=64, d_ff=2048, num_layers=6,
-      num_decoder_layers=6, num_heads=8, feed_forward_proj="relu",
-      dropout_rate=0.0)
+    vocab_size=VOCAB,
+    d_model=512,
+    d_kv=64,
+    d_ff=2048,
+    num_layers=6,
+    num_decoder_layers=6,
+    num_heads=8,
+    feed_forward_proj="relu",
+    dropout_rate=0.0,
+  )
   model = transformers.T5ForConditionalGeneration(config).eval()
   batch_size = 32
 
@@ -121,15 +151,16 @@ def hf_scorer():
     out = []
     with torch.inference_mode():
       for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
+        chunk = pairs[start : start + batch_size]
         longest = max(len(p) for p in chunk)
         ids = torch.zeros((len(chunk), longest), dtype=torch.long)
         for i, p in enumerate(chunk):
-          ids[i, :len(p)] = torch.from_numpy(p.astype(np.int64))
+          ids[i, : len(p)] = torch.from_numpy(p.astype(np.int64))
         attention = (ids != 0).long()
         decoder = torch.zeros((len(chunk), 1), dtype=torch.long)
-        logits = model(input_ids=ids, attention_mask=attention,
-                       decoder_input_ids=decoder).logits[:, 0, :]
+        logits = model(
+          input_ids=ids, attention_mask=attention, decoder_input_ids=decoder
+        ).logits[:, 0, :]
         pair = torch.log_softmax(logits[:, [TRUE_ID, FALSE_ID]], dim=-1)
         out.append(pair[:, 0].numpy())
     return np.concatenate(out)
@@ -168,15 +199,17 @@ def main():
   scorers = {v: build(v) for v in VARIANTS}
   times = {v: [] for v in VARIANTS}
   for r in range(args.rounds):
-    order = VARIANTS[r % 3:] + VARIANTS[:r % 3]
+    order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
     for v in order:
       start = time.perf_counter()
       scorers[v](pairs)
       times[v].append(time.perf_counter() - start)
   hf_rate = len(pairs) / statistics.median(times["hf-monot5"])
-  print(f"{len(pairs)} pairs ({args.queries} queries x {CANDIDATES}), "
-        f"mean {np.mean([len(p) for p in pairs]):.0f} tokens, "
-        f"{args.rounds} rounds")
+  print(
+    f"{len(pairs)} pairs ({args.queries} queries x {CANDIDATES}), "
+    f"mean {np.mean([len(p) for p in pairs]):.0f} tokens, "
+    f"{args.rounds} rounds"
+  )
   print(f"{'variant':<18}{'pairs/s':>10}{'vs HF':>8}")
   for v in VARIANTS:
     rate = len(pairs) / statistics.median(times[v])
@@ -184,8 +217,11 @@ def main():
   if not args.no_rss:
     for v in VARIANTS:
       result = subprocess.run(
-          [sys.executable, __file__, "--only", v, "--queries",
-           str(args.queries)], capture_output=True, text=True, check=True)
+        [sys.executable, __file__, "--only", v, "--queries", str(args.queries)],
+        capture_output=True,
+        text=True,
+        check=True,
+      )
       rss = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
       print(f"{v:<18} peak RSS {rss:.0f} MB", flush=True)
 

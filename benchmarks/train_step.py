@@ -31,6 +31,8 @@ Run: python benchmarks/train_step.py [--rounds 5] [--variants a,b] [--no-rss]
 """
 
 import argparse
+from collections.abc import Callable
+from collections.abc import Mapping
 import dataclasses
 import json
 import os
@@ -38,7 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -57,17 +59,17 @@ def t5_config():
   from t5x.examples.t5 import network  # pylint: disable=g-import-not-at-top
 
   return network.T5Config(
-      vocab_size=32128,
-      dtype=jnp.float32,
-      emb_dim=256,
-      num_heads=4,
-      num_encoder_layers=4,
-      num_decoder_layers=4,
-      head_dim=64,
-      mlp_dim=1024,
-      mlp_activations=("gelu", "linear"),
-      dropout_rate=0.1,
-      logits_via_embedding=False,
+    vocab_size=32128,
+    dtype=jnp.float32,
+    emb_dim=256,
+    num_heads=4,
+    num_encoder_layers=4,
+    num_decoder_layers=4,
+    head_dim=64,
+    mlp_dim=1024,
+    mlp_activations=("gelu", "linear"),
+    dropout_rate=0.1,
+    logits_via_embedding=False,
   )
 
 
@@ -87,13 +89,17 @@ class Lists:
 def make_lists(seed: int = 0) -> Lists:
   """8 x 10 items, log-normal lengths (mean ~75), 12 padded items."""
   rng = np.random.default_rng(seed)
-  lengths = rng.lognormal(mean=np.log(61.0), sigma=0.55, size=(LISTS, LIST_SIZE))
+  lengths = rng.lognormal(
+    mean=np.log(61.0), sigma=0.55, size=(LISTS, LIST_SIZE)
+  )
   lengths = np.clip(np.round(lengths), 8, TOKENS).astype(np.int32)
   mask = np.ones((LISTS, LIST_SIZE), bool)
   slots = rng.choice(LISTS * (LIST_SIZE - 1), PADDED_ITEMS, replace=False)
   kept = np.ones(LISTS * (LIST_SIZE - 1), bool)
   kept[slots] = False
-  mask[:, 1:] = kept.reshape(LISTS, LIST_SIZE - 1)  # item 0, the positive, stays
+  mask[:, 1:] = kept.reshape(
+    LISTS, LIST_SIZE - 1
+  )  # item 0, the positive, stays
   tokens = np.zeros((LISTS, LIST_SIZE, TOKENS), np.int32)
   for b in range(LISTS):
     for l in range(LIST_SIZE):
@@ -104,24 +110,24 @@ def make_lists(seed: int = 0) -> Lists:
   return Lists(tokens=tokens, label=label, mask=mask)
 
 
-def padded_encdec_batch(lists: Lists) -> Dict[str, jnp.ndarray]:
+def padded_encdec_batch(lists: Lists) -> dict[str, jnp.ndarray]:
   """The unpacked enc-dec features (as RankingEncDecFeatureConverter)."""
   targets = np.where(lists.mask, SCORE_TOKEN, 0)[..., None].astype(np.int32)
   return {
-      "encoder_input_tokens": jnp.asarray(lists.tokens),
-      "decoder_input_tokens": jnp.zeros_like(jnp.asarray(targets)),
-      "decoder_target_tokens": jnp.asarray(targets),
-      "label": jnp.asarray(lists.label),
-      "mask": jnp.asarray(lists.mask),
+    "encoder_input_tokens": jnp.asarray(lists.tokens),
+    "decoder_input_tokens": jnp.zeros_like(jnp.asarray(targets)),
+    "decoder_target_tokens": jnp.asarray(targets),
+    "label": jnp.asarray(lists.label),
+    "mask": jnp.asarray(lists.mask),
   }
 
 
-def padded_encoder_batch(lists: Lists) -> Dict[str, jnp.ndarray]:
+def padded_encoder_batch(lists: Lists) -> dict[str, jnp.ndarray]:
   """The unpacked encoder-only features (as RankingEncoderFeatureConverter)."""
   return {
-      "encoder_input_tokens": jnp.asarray(lists.tokens),
-      "label": jnp.asarray(lists.label),
-      "mask": jnp.asarray(lists.mask),
+    "encoder_input_tokens": jnp.asarray(lists.tokens),
+    "label": jnp.asarray(lists.label),
+    "mask": jnp.asarray(lists.mask),
   }
 
 
@@ -133,14 +139,17 @@ def _vocabulary():
 
 
 def _rax_example(lists: Lists):
-  import rax  # pylint: disable=g-import-not-at-top
   from examples.t5x import models as rax_models  # pylint: disable=g-import-not-at-top
+  import rax  # pylint: disable=g-import-not-at-top
   from t5x.examples.t5 import network  # pylint: disable=g-import-not-at-top
 
   vocab = _vocabulary()
   model = rax_models.RankingEncDecModel(
-      network.Transformer(t5_config()), vocab, vocab, None,
-      rax_loss_fn=rax.softmax_loss,
+    network.Transformer(t5_config()),
+    vocab,
+    vocab,
+    None,
+    rax_loss_fn=rax.softmax_loss,
   )
   return model, padded_encdec_batch(lists)
 
@@ -152,9 +161,12 @@ def _t5rank_encdec(one_hot: bool):
 
     vocab = _vocabulary()
     model = RankingEncDecModel(
-        network.RankingTransformer(t5_config(), one_hot_embedding=one_hot),
-        vocab, vocab, None, _softmax_loss(),
-        metric_fns=_metric_fns(),
+      network.RankingTransformer(t5_config(), one_hot_embedding=one_hot),
+      vocab,
+      vocab,
+      None,
+      _softmax_loss(),
+      metric_fns=_metric_fns(),
     )
     return model, padded_encdec_batch(lists)
 
@@ -168,9 +180,12 @@ def _t5rank_encoder(one_hot: bool):
 
     vocab = _vocabulary()
     model = RankingEncoderModel(
-        network.RankingEncoder(t5_config(), one_hot_embedding=one_hot),
-        vocab, vocab, None, _softmax_loss(),
-        metric_fns=_metric_fns(),
+      network.RankingEncoder(t5_config(), one_hot_embedding=one_hot),
+      vocab,
+      vocab,
+      None,
+      _softmax_loss(),
+      metric_fns=_metric_fns(),
     )
     return model, padded_encoder_batch(lists)
 
@@ -198,8 +213,8 @@ def _metric_fns():
   except ImportError:
     import rax as metrics  # pylint: disable=g-import-not-at-top
   return {
-      "ndcg@10": functools.partial(metrics.ndcg_metric, topn=10),
-      "mrr@10": functools.partial(metrics.mrr_metric, topn=10),
+    "ndcg@10": functools.partial(metrics.ndcg_metric, topn=10),
+    "mrr@10": functools.partial(metrics.mrr_metric, topn=10),
   }
 
 
@@ -207,20 +222,21 @@ def _metric_fns():
 class Variant:
   name: str
   description: str
-  build: Callable[[Lists], Tuple[Any, Mapping[str, jnp.ndarray]]]
+  build: Callable[[Lists], tuple[Any, Mapping[str, jnp.ndarray]]]
 
 
 VARIANTS = (
-    Variant("rax-example", "Rax T5X example: one-hot, full-vocab logits",
-            _rax_example),
-    Variant("encdec-onehot", "t5rank enc-dec, one-hot",
-            _t5rank_encdec(True)),
-    Variant("encdec-gather", "t5rank enc-dec, gather",
-            _t5rank_encdec(False)),
-    Variant("encoder-onehot", "t5rank encoder-only, one-hot",
-            _t5rank_encoder(True)),
-    Variant("encoder-gather", "t5rank encoder-only, gather",
-            _t5rank_encoder(False)),
+  Variant(
+    "rax-example", "Rax T5X example: one-hot, full-vocab logits", _rax_example
+  ),
+  Variant("encdec-onehot", "t5rank enc-dec, one-hot", _t5rank_encdec(True)),
+  Variant("encdec-gather", "t5rank enc-dec, gather", _t5rank_encdec(False)),
+  Variant(
+    "encoder-onehot", "t5rank encoder-only, one-hot", _t5rank_encoder(True)
+  ),
+  Variant(
+    "encoder-gather", "t5rank encoder-only, gather", _t5rank_encoder(False)
+  ),
 )
 ANCHOR = "rax-example"
 
@@ -241,7 +257,7 @@ class Prepared:
     """One step; records and returns its wall time (and records CPU time)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     self.params, self.opt_state, loss = self.step(
-        self.params, self.opt_state, self.batch, jax.random.PRNGKey(seed)
+      self.params, self.opt_state, self.batch, jax.random.PRNGKey(seed)
     )
     loss.block_until_ready()
     seconds = time.perf_counter() - start
@@ -258,7 +274,7 @@ def prepare(variant: Variant, lists: Lists) -> Prepared:
   shapes = {k: v.shape for k, v in batch.items()}
   types = {k: v.dtype for k, v in batch.items()}
   params = model.get_initial_variables(jax.random.PRNGKey(0), shapes, types)[
-      "params"
+    "params"
   ]
   params = jax.tree.map(jnp.asarray, dict(params))
   optimizer = optax.adafactor(learning_rate=1e-3)
@@ -266,26 +282,27 @@ def prepare(variant: Variant, lists: Lists) -> Prepared:
 
   def step(params, opt_state, batch, rng):
     (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(
-        params, batch, rng
+      params, batch, rng
     )
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
   start = time.perf_counter()
   compiled = (
-      jax.jit(step, donate_argnums=(0, 1))
-      .lower(params, opt_state, batch, jax.random.PRNGKey(0))
-      .compile()
+    jax.jit(step, donate_argnums=(0, 1))
+    .lower(params, opt_state, batch, jax.random.PRNGKey(0))
+    .compile()
   )
   compile_seconds = time.perf_counter() - start
   analysis = compiled.memory_analysis()
   compiled_bytes = 0
   if analysis is not None:
     compiled_bytes = int(
-        analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
+      analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
     )
-  return Prepared(variant, compiled, params, opt_state, batch, compiled_bytes,
-                  compile_seconds)
+  return Prepared(
+    variant, compiled, params, opt_state, batch, compiled_bytes, compile_seconds
+  )
 
 
 def _status_mib(field: str) -> float:
@@ -301,24 +318,23 @@ def _status_mib(field: str) -> float:
   raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def measure_rss(name: str) -> Dict[str, float]:
+def measure_rss(name: str) -> dict[str, float]:
   """In this (fresh) process: RSS after imports, peak after one step."""
   variant = {v.name: v for v in VARIANTS}[name]
   lists = make_lists()
   # Libraries first, so that "before" is the baseline every variant shares.
-  import examples.t5x.models  # pylint: disable=g-import-not-at-top,unused-import
-  import t5rank.models  # pylint: disable=g-import-not-at-top,unused-import
-  import t5rank.ranking.losses  # pylint: disable=g-import-not-at-top,unused-import
 
   before = _status_mib("VmRSS")
   prepare(variant, lists).run(0)
   return {"rss_before_mib": before, "peak_rss_mib": _status_mib("VmHWM")}
 
 
-def _rss_in_subprocess(name: str) -> Dict[str, float]:
+def _rss_in_subprocess(name: str) -> dict[str, float]:
   out = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), "--rss-only", name],
-      check=True, capture_output=True, text=True,
+    [sys.executable, os.path.abspath(__file__), "--rss-only", name],
+    check=True,
+    capture_output=True,
+    text=True,
   )
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -340,11 +356,14 @@ def main():
     raise SystemExit(f"--variants: unknown {sorted(unknown)}")
   variants = [v for v in VARIANTS if v.name in names]
   lists = make_lists()
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
-        f"{os.cpu_count()} CPUs; {LISTS} lists x {LIST_SIZE} items, "
-        f"{lists.real_items} real, mean length "
-        f"{lists.tokens[lists.mask].astype(bool).sum(-1).mean():.1f} tokens "
-        f"(budget {TOKENS})", flush=True)
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].platform}, "
+    f"{os.cpu_count()} CPUs; {LISTS} lists x {LIST_SIZE} items, "
+    f"{lists.real_items} real, mean length "
+    f"{lists.tokens[lists.mask].astype(bool).sum(-1).mean():.1f} tokens "
+    f"(budget {TOKENS})",
+    flush=True,
+  )
 
   prepared = []
   for variant in variants:
@@ -355,11 +374,14 @@ def main():
     print(f"  compiled {variant.name} in {p.compile_seconds:.1f}s", flush=True)
     prepared.append(p)
   for r in range(args.rounds):
-    order = prepared[r % len(prepared):] + prepared[: r % len(prepared)]
+    order = prepared[r % len(prepared) :] + prepared[: r % len(prepared)]
     for p in order:
       p.run(r + 1)
-    print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
-        f"{p.variant.name} {p.times[-1]:.2f}s" for p in prepared), flush=True)
+    print(
+      f"  round {r + 1}/{args.rounds}: "
+      + ", ".join(f"{p.variant.name} {p.times[-1]:.2f}s" for p in prepared),
+      flush=True,
+    )
 
   rss = {}
   if not args.no_rss:
@@ -373,9 +395,11 @@ def main():
   anchor_cpu = None
   if anchor is not None:
     anchor_cpu = statistics.median(anchor.cpu_times)
-  header = ("| variant | s/step (median) | items/s | vs example | "
-            "CPU s/step (vs example) | XLA args+temp MiB | "
-            "peak RSS MiB (after imports) |")
+  header = (
+    "| variant | s/step (median) | items/s | vs example | "
+    "CPU s/step (vs example) | XLA args+temp MiB | "
+    "peak RSS MiB (after imports) |"
+  )
   print()
   print(header)
   print("|" + "---|" * 7)
@@ -384,14 +408,17 @@ def main():
     rate = lists.real_items / seconds
     ratio = f"{rate / anchor_rate:.2f}x" if anchor_rate else "-"
     mem = rss.get(p.variant.name)
-    rss_text = (f"{mem['peak_rss_mib']:.0f} ({mem['rss_before_mib']:.0f})"
-                if mem else "-")
+    rss_text = (
+      f"{mem['peak_rss_mib']:.0f} ({mem['rss_before_mib']:.0f})" if mem else "-"
+    )
     cpu = statistics.median(p.cpu_times)
     cpu_ratio = f" ({anchor_cpu / cpu:.2f}x)" if anchor_cpu else ""
-    print(f"| {p.variant.name}: {p.variant.description} | {seconds:.2f} "
-          f"(min {min(p.times):.2f}, max {max(p.times):.2f}) | {rate:.1f} | "
-          f"{ratio} | {cpu:.1f}{cpu_ratio} | "
-          f"{p.compiled_bytes / 2**20:.0f} | {rss_text} |")
+    print(
+      f"| {p.variant.name}: {p.variant.description} | {seconds:.2f} "
+      f"(min {min(p.times):.2f}, max {max(p.times):.2f}) | {rate:.1f} | "
+      f"{ratio} | {cpu:.1f}{cpu_ratio} | "
+      f"{p.compiled_bytes / 2**20:.0f} | {rss_text} |"
+    )
 
 
 if __name__ == "__main__":

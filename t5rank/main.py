@@ -27,6 +27,8 @@ sentence saying how to install it.
 """
 
 import ast
+from collections.abc import Mapping
+from collections.abc import Sequence
 import importlib.resources
 import importlib.util
 import json
@@ -35,13 +37,12 @@ import re
 import runpy
 import sys
 import tempfile
-from typing import Mapping, Optional, Sequence
 
 INSTALL_HINT = (
-    "{command} needs T5X, which is not installed; install it from a t5rank "
-    "checkout with `pip install -e \".[t5x]\" && pip install --no-deps -r "
-    "requirements-t5x.txt` (T5X, AirIO and jestimator come from pinned commits "
-    "of their GitHub repositories, see the README)."
+  "{command} needs T5X, which is not installed; install it from a t5rank "
+  'checkout with `pip install -e ".[t5x]" && pip install --no-deps -r '
+  "requirements-t5x.txt` (T5X, AirIO and jestimator come from pinned commits "
+  "of their GitHub repositories, see the README)."
 )
 
 DEMO_GIN_FILE = "demo/train.gin"
@@ -87,8 +88,9 @@ def gin_dir() -> str:
   checkout = os.path.join(os.path.dirname(str(package)), "gin")
   if not os.path.isdir(checkout):
     raise FileNotFoundError(
-        f"t5rank's gin folder is neither at {installed} (installed) nor at "
-        f"{checkout} (source checkout); reinstall t5rank")
+      f"t5rank's gin folder is neither at {installed} (installed) nor at "
+      f"{checkout} (source checkout); reinstall t5rank"
+    )
   return checkout
 
 
@@ -113,8 +115,9 @@ def with_t5rank_gin_dir(argv: Sequence[str]) -> list[str]:
       paths.extend(p for p in arg.split("=", 1)[1].split(",") if p)
     elif arg == _SEARCH_FLAG:
       if i + 1 >= len(argv):
-        raise SystemExit(f"{_SEARCH_FLAG} needs a value (a comma-separated "
-                         "list of folders).")
+        raise SystemExit(
+          f"{_SEARCH_FLAG} needs a value (a comma-separated list of folders)."
+        )
       paths.extend(p for p in argv[i + 1].split(",") if p)
       i += 1
     else:
@@ -134,8 +137,9 @@ def _require_t5x(command: str) -> None:
     raise SystemExit(1)
 
 
-def _run_t5x_main(module: str, command: str,
-                  argv: Optional[Sequence[str]]) -> None:
+def _run_t5x_main(
+  module: str, command: str, argv: Sequence[str] | None
+) -> None:
   """Runs `python -m <module>` in this process with t5rank's gin folder."""
   _require_t5x(command)
   args = sys.argv[1:] if argv is None else list(argv)
@@ -158,21 +162,25 @@ def unset_macro_message(command: str, macro: str) -> str:
   t5rank-train: the gin macro MODEL_DIR has no value; set it with --gin.MODEL_DIR=... or a gin file that does.
   """
   if macro == "MODEL":
-    return (f"{command}: no model: the gin macro MODEL has no value. Give a "
-            "model file first, e.g. --gin_file=models/encdec/base.gin "
-            "(RankT5-EncDec; sizes small, base, large, xl, xxl) or "
-            "--gin_file=models/encoder/base.gin (RankT5-Enc), then the run and "
-            "loss files.")
-  return (f"{command}: the gin macro {macro} has no value; set it with "
-          f"--gin.{macro}=... or a gin file that does.")
+    return (
+      f"{command}: no model: the gin macro MODEL has no value. Give a "
+      "model file first, e.g. --gin_file=models/encdec/base.gin "
+      "(RankT5-EncDec; sizes small, base, large, xl, xxl) or "
+      "--gin_file=models/encoder/base.gin (RankT5-Enc), then the run and "
+      "loss files."
+    )
+  return (
+    f"{command}: the gin macro {macro} has no value; set it with "
+    f"--gin.{macro}=... or a gin file that does."
+  )
 
 
-def train(argv: Optional[Sequence[str]] = None) -> None:
+def train(argv: Sequence[str] | None = None) -> None:
   """`t5rank-train`: T5X's `t5x.train` main with t5rank's gin folder."""
   _run_t5x_main("t5x.train", "t5rank-train", argv)
 
 
-def evaluate(argv: Optional[Sequence[str]] = None) -> None:
+def evaluate(argv: Sequence[str] | None = None) -> None:
   """`t5rank-eval`: T5X's `t5x.eval` main with t5rank's gin folder.
 
   A `CHECKPOINT_PATH` given as a flag is checked before T5X starts; one set in
@@ -190,26 +198,31 @@ def evaluate(argv: Optional[Sequence[str]] = None) -> None:
     lines = str(e).splitlines()
     if not lines or not lines[0].rstrip("/").endswith("/state"):
       raise
-    raise SystemExit(_no_checkpoint_message(
-        os.path.dirname(lines[0].rstrip("/")))) from None
+    raise SystemExit(
+      _no_checkpoint_message(os.path.dirname(lines[0].rstrip("/")))
+    ) from None
 
 
 def _exists(path: str) -> bool:
   if "://" in path:  # gs://... : T5X's file system layer is TensorFlow's.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     return tf.io.gfile.exists(path)
   return os.path.exists(path)
 
 
 def _no_checkpoint_message(path: str) -> str:
-  found = ("it does not exist" if not _exists(path) else
-           "it has no 'state' folder")
-  return (f"t5rank-eval: CHECKPOINT_PATH={path!r} is not a T5X checkpoint: "
-          f"{found}. Give a checkpoint folder of a training run, such as "
-          "MODEL_DIR/checkpoint_<step>.")
+  found = (
+    "it does not exist" if not _exists(path) else "it has no 'state' folder"
+  )
+  return (
+    f"t5rank-eval: CHECKPOINT_PATH={path!r} is not a T5X checkpoint: "
+    f"{found}. Give a checkpoint folder of a training run, such as "
+    "MODEL_DIR/checkpoint_<step>."
+  )
 
 
-def gin_flag_value(argv: Sequence[str], macro: str) -> Optional[str]:
+def gin_flag_value(argv: Sequence[str], macro: str) -> str | None:
   """The string a gin macro is set to on the command line, or None.
 
   Reads ``--gin.MACRO=value`` and ``--gin_bindings=MACRO=value`` (the last one
@@ -225,8 +238,11 @@ def gin_flag_value(argv: Sequence[str], macro: str) -> Optional[str]:
     if arg.startswith(f"--gin.{macro}="):
       value = arg.split("=", 1)[1]
     elif arg.startswith("--gin_bindings") or (
-        i > 0 and argv[i - 1] == "--gin_bindings"):
-      binding = arg.split("=", 1)[1] if arg.startswith("--gin_bindings=") else arg
+      i > 0 and argv[i - 1] == "--gin_bindings"
+    ):
+      binding = (
+        arg.split("=", 1)[1] if arg.startswith("--gin_bindings=") else arg
+      )
       name, equals, rest = binding.partition("=")
       if equals and name.strip() == macro:
         value = rest
@@ -240,8 +256,7 @@ def gin_flag_value(argv: Sequence[str], macro: str) -> Optional[str]:
   return value if isinstance(value, str) else None
 
 
-def read_inference_metrics(model_dir: str,
-                           task: str = DEMO_TASK) -> list[dict]:
+def read_inference_metrics(model_dir: str, task: str = DEMO_TASK) -> list[dict]:
   """Returns the seqio metrics T5X wrote for `task` under `model_dir`, by step.
 
   T5X's inference evaluation hands its metrics to seqio's `JSONLogger`, which
@@ -251,15 +266,19 @@ def read_inference_metrics(model_dir: str,
   path = os.path.join(model_dir, "inference_eval", f"{task}-metrics.jsonl")
   if not os.path.exists(path):
     raise FileNotFoundError(
-        f"no inference metrics at {path}: did the run evaluate (its gin file "
-        "needs infer_eval/utils.DatasetConfig and a seqio.JSONLogger)?")
+      f"no inference metrics at {path}: did the run evaluate (its gin file "
+      "needs infer_eval/utils.DatasetConfig and a seqio.JSONLogger)?"
+    )
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def random_ranking_metrics(task: str = DEMO_TASK, split: str = "validation",
-                           num_draws: int = 100, seed: int = 0
-                           ) -> Mapping[str, float]:
+def random_ranking_metrics(
+  task: str = DEMO_TASK,
+  split: str = "validation",
+  num_draws: int = 100,
+  seed: int = 0,
+) -> Mapping[str, float]:
   """Mean of the task's metrics over `num_draws` uniformly random rankings.
 
   The reference a trained ranker must beat: each draw scores every item of
@@ -270,14 +289,17 @@ def random_ranking_metrics(task: str = DEMO_TASK, split: str = "validation",
   from absl import logging as absl_logging
   import numpy as np
   import seqio
-  import t5rank.tasks  # pylint: disable=unused-import  # registers the tasks
+
   # pylint: enable=g-import-not-at-top
   seqio_task = seqio.get_mixture_or_task(task)
-  examples = list(seqio_task.get_dataset(
-      sequence_length=None, split=split, shuffle=False).as_numpy_iterator())
+  examples = list(
+    seqio_task.get_dataset(
+      sequence_length=None, split=split, shuffle=False
+    ).as_numpy_iterator()
+  )
   targets = [
-      seqio_task.postprocess_fn(ex["targets"], example=ex, is_target=True)
-      for ex in examples
+    seqio_task.postprocess_fn(ex["targets"], example=ex, is_target=True)
+    for ex in examples
   ]
   rng = np.random.default_rng(seed)
   sums = {}
@@ -295,15 +317,17 @@ def random_ranking_metrics(task: str = DEMO_TASK, split: str = "validation",
 def _add_random_draw(seqio_task, examples, targets, rng, sums) -> None:
   """Adds one uniformly random ranking's metrics to ``sums``."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  scores = [rng.uniform(size=len(ex["label"])).astype(np.float32)
-            for ex in examples]
+
+  scores = [
+    rng.uniform(size=len(ex["label"])).astype(np.float32) for ex in examples
+  ]
   for metric_fn in seqio_task.score_metric_fns:
     for name, value in metric_fn(targets, scores).items():
       value = getattr(value, "value", value)
       sums[name] = sums.get(name, 0.0) + float(value)
 
 
-def demo(argv: Optional[Sequence[str]] = None) -> None:
+def demo(argv: Sequence[str] | None = None) -> None:
   """`t5rank-demo`: trains the demo ranker, then prints validation metrics.
 
   Same flags as `t5rank-train`, with `--gin_file=demo/train.gin` first (later
@@ -333,7 +357,7 @@ def demo(argv: Optional[Sequence[str]] = None) -> None:
   print(demo_report(model_dir))
 
 
-def _remove_if_empty(folder: Optional[str]) -> None:
+def _remove_if_empty(folder: str | None) -> None:
   """Removes a model folder the demo made when a failed run left it empty."""
   if folder and os.path.isdir(folder) and not os.listdir(folder):
     os.rmdir(folder)
@@ -344,9 +368,11 @@ def demo_report(model_dir: str, task: str = DEMO_TASK) -> str:
   trained = dict(read_inference_metrics(model_dir, task)[-1])
   random = random_ranking_metrics(task)
   step = trained.pop("step")
-  lines = [f"t5rank demo: `{task}` validation split after {step} training "
-           f"steps (model_dir={model_dir})",
-           f"  {'metric':<12}{'trained':>10}{'random':>10}"]
+  lines = [
+    f"t5rank demo: `{task}` validation split after {step} training "
+    f"steps (model_dir={model_dir})",
+    f"  {'metric':<12}{'trained':>10}{'random':>10}",
+  ]
   counts = []
   for name in sorted(trained):
     value = trained[name]

@@ -21,13 +21,13 @@ from t5rank.ranking.types import RankFn
 from t5rank.ranking.types import ReduceFn
 
 __all__ = [
-    "Array",
-    "CutoffFn",
-    "DiscountFn",
-    "GainFn",
-    "LambdaweightFn",
-    "LossFn",
-    "MetricFn",
-    "RankFn",
-    "ReduceFn",
+  "Array",
+  "CutoffFn",
+  "DiscountFn",
+  "GainFn",
+  "LambdaweightFn",
+  "LossFn",
+  "MetricFn",
+  "RankFn",
+  "ReduceFn",
 ]

@@ -19,7 +19,7 @@ every t5rank loss and metric uses (``t5rank.ranking._utils``,
 [0.71428573 0.2857143 ]
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 from t5rank.ranking import _utils
 from t5rank.ranking import types
@@ -56,13 +56,13 @@ def compute_pairs(a: Array, op: Callable[[Array, Array], Array]) -> Array:
 
 
 __all__ = [
-    "approx_cutoff",
-    "approx_ranks",
-    "compute_pairs",
-    "cutoff",
-    "logcumsumexp",
-    "normalize_probabilities",
-    "ranks",
-    "safe_reduce",
-    "sort_by",
+  "approx_cutoff",
+  "approx_ranks",
+  "compute_pairs",
+  "cutoff",
+  "logcumsumexp",
+  "normalize_probabilities",
+  "ranks",
+  "safe_reduce",
+  "sort_by",
 ]

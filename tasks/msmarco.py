@@ -39,14 +39,15 @@ returned name::
     list_size = %LIST_SIZE
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import functools
 import os
-from typing import Callable, Optional, Sequence
 
 import seqio
+from t5rank.tasks import common
 
 from t5rank.data import preprocessors
-from t5rank.tasks import common
 
 PASSAGE_TASK = "msmarco_passage_ranking"
 QNA_TASK = "msmarco_qna21_ranking"
@@ -66,24 +67,27 @@ def _chunks(lists, size: int):
     n = len(example["passage_ids"])
     for start in range(0, n, size):
       yield {
-          "query_id": example["query_id"],
-          "query": example["query"],
-          **{k: example[k][start:start + size]
-             for k in ("passage_ids", "passages", "label")},
+        "query_id": example["query_id"],
+        "query": example["query"],
+        **{
+          k: example[k][start : start + size]
+          for k in ("passage_ids", "passages", "label")
+        },
       }
 
 
-def _resolve_data_dir(data_dir: Optional[str]) -> str:
+def _resolve_data_dir(data_dir: str | None) -> str:
   if data_dir is None:
     data_dir = os.environ.get("T5RANK_MSMARCO_DIR")
     if not data_dir:
       raise ValueError(
-          f"{PASSAGE_TASK}: no data directory; set T5RANK_MSMARCO_DIR or "
-          "register the task with register_msmarco_passage_ranking(data_dir=)")
+        f"{PASSAGE_TASK}: no data directory; set T5RANK_MSMARCO_DIR or "
+        "register the task with register_msmarco_passage_ranking(data_dir=)"
+      )
   return data_dir
 
 
-def _eval_qrels(data_dir: Optional[str], files, split: str = "validation"):
+def _eval_qrels(data_dir: str | None, files, split: str = "validation"):
   """The qrels of ``split``, read when the metric fn runs (None: no qrels).
 
   The metric fns need them to know the judged queries, including those
@@ -91,25 +95,38 @@ def _eval_qrels(data_dir: Optional[str], files, split: str = "validation"):
   """
   from t5rank.data import formats  # pylint: disable=g-import-not-at-top
   from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
+
   split_files = (files or msmarco.MSMARCO_FILES).split(
-      _FILE_SPLITS.get(split, split))
+    _FILE_SPLITS.get(split, split)
+  )
   if not split_files.qrels:
     return None
   return formats.read_qrels(
-      os.path.join(_resolve_data_dir(data_dir), split_files.qrels))
+    os.path.join(_resolve_data_dir(data_dir), split_files.qrels)
+  )
 
 
-def _default_metric_fn(data_dir: Optional[str], files):
+def _default_metric_fn(data_dir: str | None, files):
   return common.metric_fns.make_ranking_metric_fn(
-      qrels=functools.partial(_eval_qrels, data_dir, files))
+    qrels=functools.partial(_eval_qrels, data_dir, files)
+  )
 
 
-def _passage_lists(split: str, *, data_dir: Optional[str],
-                   list_size: Optional[int], eval_list_size: Optional[int],
-                   seed: int, default_list_size: int, files=None,
-                   eval_chunk_size: Optional[int] = None, **lists_kwargs):
+def _passage_lists(
+  split: str,
+  *,
+  data_dir: str | None,
+  list_size: int | None,
+  eval_list_size: int | None,
+  seed: int,
+  default_list_size: int,
+  files=None,
+  eval_chunk_size: int | None = None,
+  **lists_kwargs,
+):
   """Lists of one seqio split (the data directory may come from the env)."""
   from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
+
   data_dir = _resolve_data_dir(data_dir)
   if list_size is None:
     list_size = default_list_size
@@ -118,30 +135,33 @@ def _passage_lists(split: str, *, data_dir: Optional[str],
   if files is not None:
     lists_kwargs["files"] = files
   lists = msmarco.passage_ranking_lists(
-      data_dir, _FILE_SPLITS.get(split, split),
-      list_size=list_size if split == "train" else eval_list_size,
-      seed=seed, **lists_kwargs)
+    data_dir,
+    _FILE_SPLITS.get(split, split),
+    list_size=list_size if split == "train" else eval_list_size,
+    seed=seed,
+    **lists_kwargs,
+  )
   if eval_chunk_size and split != "train":
     return _chunks(lists, eval_chunk_size)
   return lists
 
 
 def register_msmarco_passage_ranking(
-    data_dir: Optional[str] = None,
-    *,
-    name: str = PASSAGE_TASK,
-    list_size: Optional[int] = None,
-    eval_list_size: Optional[int] = None,
-    eval_chunk_size: Optional[int] = None,
-    seed: int = 0,
-    spm_path: Optional[str] = None,
-    vocabulary: Optional[seqio.Vocabulary] = None,
-    template: str = preprocessors.DEFAULT_TEMPLATE,
-    score_token=None,
-    splits: Sequence[str] = ("train", "validation"),
-    files=None,
-    metric_fn: Optional[Callable] = None,
-    **lists_kwargs,
+  data_dir: str | None = None,
+  *,
+  name: str = PASSAGE_TASK,
+  list_size: int | None = None,
+  eval_list_size: int | None = None,
+  eval_chunk_size: int | None = None,
+  seed: int = 0,
+  spm_path: str | None = None,
+  vocabulary: seqio.Vocabulary | None = None,
+  template: str = preprocessors.DEFAULT_TEMPLATE,
+  score_token=None,
+  splits: Sequence[str] = ("train", "validation"),
+  files=None,
+  metric_fn: Callable | None = None,
+  **lists_kwargs,
 ) -> str:
   """Registers (or re-registers) an MS-MARCO passage-ranking task; returns its name.
 
@@ -177,28 +197,38 @@ def register_msmarco_passage_ranking(
     ``name``, so gin can use the call as ``MIXTURE_OR_TASK_NAME``.
   """
   lists_fn = functools.partial(
-      _passage_lists, data_dir=data_dir, list_size=list_size,
-      eval_list_size=eval_list_size, seed=seed,
-      default_list_size=DEFAULT_LIST_SIZE, files=files,
-      eval_chunk_size=eval_chunk_size, **lists_kwargs)
+    _passage_lists,
+    data_dir=data_dir,
+    list_size=list_size,
+    eval_list_size=eval_list_size,
+    seed=seed,
+    default_list_size=DEFAULT_LIST_SIZE,
+    files=files,
+    eval_chunk_size=eval_chunk_size,
+    **lists_kwargs,
+  )
   common.register_list_task(
-      name, lists_fn,
-      vocabulary=vocabulary or common.t5_vocabulary(spm_path),
-      splits=splits, template=template, score_token=score_token,
-      metric_fn=metric_fn or _default_metric_fn(data_dir, files))
+    name,
+    lists_fn,
+    vocabulary=vocabulary or common.t5_vocabulary(spm_path),
+    splits=splits,
+    template=template,
+    score_token=score_token,
+    metric_fn=metric_fn or _default_metric_fn(data_dir, files),
+  )
   return name
 
 
 def register_t5rank_demo(
-    *,
-    name: str = DEMO_TASK,
-    list_size: Optional[int] = None,
-    eval_list_size: Optional[int] = None,
-    seed: int = 0,
-    vocabulary: Optional[seqio.Vocabulary] = None,
-    template: str = preprocessors.DEFAULT_TEMPLATE,
-    score_token=None,
-    metric_fn: Optional[Callable] = None,
+  *,
+  name: str = DEMO_TASK,
+  list_size: int | None = None,
+  eval_list_size: int | None = None,
+  seed: int = 0,
+  vocabulary: seqio.Vocabulary | None = None,
+  template: str = preprocessors.DEFAULT_TEMPLATE,
+  score_token=None,
+  metric_fn: Callable | None = None,
 ) -> str:
   """Registers the demo task (demo corpus, ByteVocabulary); returns its name.
 
@@ -207,46 +237,56 @@ def register_t5rank_demo(
   (byte 0xFF, never in UTF-8 text), `preprocessors.BYTE_SCORE_TOKEN_ID`.
   """
   from t5rank.data import demo  # pylint: disable=g-import-not-at-top
+
   lists_fn = functools.partial(
-      _passage_lists, data_dir=demo.demo_dir(), list_size=list_size,
-      eval_list_size=eval_list_size, seed=seed,
-      default_list_size=DEMO_LIST_SIZE, files=demo.DEMO_FILES)
+    _passage_lists,
+    data_dir=demo.demo_dir(),
+    list_size=list_size,
+    eval_list_size=eval_list_size,
+    seed=seed,
+    default_list_size=DEMO_LIST_SIZE,
+    files=demo.DEMO_FILES,
+  )
   common.register_list_task(
-      name, lists_fn,
-      vocabulary=vocabulary or seqio.ByteVocabulary(),
-      template=template, score_token=score_token,
-      metric_fn=metric_fn or _default_metric_fn(demo.demo_dir(),
-                                                demo.DEMO_FILES),
-      # Every demo query has judged passages and candidates: one list each.
-      num_input_examples={"train": demo.NUM_TRAIN_QUERIES,
-                          "validation": demo.NUM_DEV_PAIRS})
+    name,
+    lists_fn,
+    vocabulary=vocabulary or seqio.ByteVocabulary(),
+    template=template,
+    score_token=score_token,
+    metric_fn=metric_fn or _default_metric_fn(demo.demo_dir(), demo.DEMO_FILES),
+    # Every demo query has judged passages and candidates: one list each.
+    num_input_examples={
+      "train": demo.NUM_TRAIN_QUERIES,
+      "validation": demo.NUM_DEV_PAIRS,
+    },
+  )
   return name
 
 
 def qna_preprocessors(
-    seed: int = 0,
-    template: str = preprocessors.DEFAULT_TEMPLATE,
-    score_token=None,
+  seed: int = 0,
+  template: str = preprocessors.DEFAULT_TEMPLATE,
+  score_token=None,
 ):
   """QnA v2.1 records -> ranking features (shuffle, then the list steps)."""
   return [
-      preprocessors.qna_to_list_examples,
-      functools.partial(preprocessors.shuffle_lists, seed=seed),
-      *common.list_preprocessors(template, score_token),
+    preprocessors.qna_to_list_examples,
+    functools.partial(preprocessors.shuffle_lists, seed=seed),
+    *common.list_preprocessors(template, score_token),
   ]
 
 
 def register_msmarco_qna21_ranking(
-    *,
-    name: str = QNA_TASK,
-    tfds_name: str = QNA_TFDS_NAME,
-    tfds_data_dir: Optional[str] = None,
-    splits: Sequence[str] = ("train", "validation"),
-    seed: int = 0,
-    spm_path: Optional[str] = None,
-    vocabulary: Optional[seqio.Vocabulary] = None,
-    template: str = preprocessors.DEFAULT_TEMPLATE,
-    score_token=None,
+  *,
+  name: str = QNA_TASK,
+  tfds_name: str = QNA_TFDS_NAME,
+  tfds_data_dir: str | None = None,
+  splits: Sequence[str] = ("train", "validation"),
+  seed: int = 0,
+  spm_path: str | None = None,
+  vocabulary: seqio.Vocabulary | None = None,
+  template: str = preprocessors.DEFAULT_TEMPLATE,
+  score_token=None,
 ) -> str:
   """Registers the MS-MARCO QnA v2.1 ranking task over TFDS; returns its name.
 
@@ -256,29 +296,30 @@ def register_msmarco_qna21_ranking(
   TFDS prepares ``tfds_name`` (in ``tfds_data_dir``) on first use.
   """
   common.register_task(
-      name,
-      source=seqio.TfdsDataSource(tfds_name=tfds_name,
-                                  tfds_data_dir=tfds_data_dir,
-                                  splits=list(splits)),
-      preprocessors=qna_preprocessors(seed, template, score_token),
-      output_features=common.output_features(
-          vocabulary or common.t5_vocabulary(spm_path)),
-      postprocess_fn=common.metric_fns.postprocess_targets,
-      metric_fns=[common.metric_fns.ranking_metrics],
+    name,
+    source=seqio.TfdsDataSource(
+      tfds_name=tfds_name, tfds_data_dir=tfds_data_dir, splits=list(splits)
+    ),
+    preprocessors=qna_preprocessors(seed, template, score_token),
+    output_features=common.output_features(
+      vocabulary or common.t5_vocabulary(spm_path)
+    ),
+    postprocess_fn=common.metric_fns.postprocess_targets,
+    metric_fns=[common.metric_fns.ranking_metrics],
   )
   return name
 
 
 def register_msmarco_qna21_jsonl(
-    files,
-    *,
-    name: str = "msmarco_qna21_jsonl_ranking",
-    list_size: Optional[int] = None,
-    seed: int = 0,
-    spm_path: Optional[str] = None,
-    vocabulary: Optional[seqio.Vocabulary] = None,
-    template: str = preprocessors.DEFAULT_TEMPLATE,
-    score_token=None,
+  files,
+  *,
+  name: str = "msmarco_qna21_jsonl_ranking",
+  list_size: int | None = None,
+  seed: int = 0,
+  spm_path: str | None = None,
+  vocabulary: seqio.Vocabulary | None = None,
+  template: str = preprocessors.DEFAULT_TEMPLATE,
+  score_token=None,
 ) -> str:
   """Registers a QnA v2.1 ranking task over JSON-lines files; returns its name.
 
@@ -296,12 +337,20 @@ def register_msmarco_qna21_jsonl(
 
   def lists_fn(split):
     from t5rank.data import qna  # pylint: disable=g-import-not-at-top
+
     return qna.qna_lists(
-        qna.read_qna_jsonl(files[split]), list_size=list_size,
-        training=split == "train", seed=seed)
+      qna.read_qna_jsonl(files[split]),
+      list_size=list_size,
+      training=split == "train",
+      seed=seed,
+    )
 
   common.register_list_task(
-      name, lists_fn,
-      vocabulary=vocabulary or common.t5_vocabulary(spm_path),
-      splits=tuple(files), template=template, score_token=score_token)
+    name,
+    lists_fn,
+    vocabulary=vocabulary or common.t5_vocabulary(spm_path),
+    splits=tuple(files),
+    template=template,
+    score_token=score_token,
+  )
   return name

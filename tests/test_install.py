@@ -17,21 +17,33 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIREMENTS = "requirements-t5x.txt"
-MAIN_JOB = (f'pip install -e ".[t5x]" && pip install --no-deps -r {REQUIREMENTS}'
-            " && t5rank-demo")
+MAIN_JOB = (
+  f'pip install -e ".[t5x]" && pip install --no-deps -r {REQUIREMENTS}'
+  " && t5rank-demo"
+)
 GIT_PINNED = {
-    "t5x": "https://github.com/google-research/t5x",
-    "airio": "https://github.com/google/airio",
-    "jestimator": "https://github.com/google-research/jestimator",
+  "t5x": "https://github.com/google-research/t5x",
+  "airio": "https://github.com/google/airio",
+  "jestimator": "https://github.com/google-research/jestimator",
 }
 # The registry versions the T5X stack is tested with.
 KNOWN_TO_WORK = {
-    "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
-    "orbax-checkpoint": "0.12.8", "chex": "0.1.92", "seqio": "0.0.20",
-    "clu": "0.0.12", "grain": "0.2.12", "tensorflow": "2.21.0",
-    "tensorflow-text": "2.21.1", "tensorflow-datasets": "4.9.10",
-    "tensorboard": "2.21.0", "tensorstore": "0.1.86", "fiddle": "0.3.1",
-    "gin-config": "0.5.0",
+  "jax": "0.10.2",
+  "jaxlib": "0.10.2",
+  "flax": "0.12.8",
+  "optax": "0.2.8",
+  "orbax-checkpoint": "0.12.8",
+  "chex": "0.1.92",
+  "seqio": "0.0.20",
+  "clu": "0.0.12",
+  "grain": "0.2.12",
+  "tensorflow": "2.21.0",
+  "tensorflow-text": "2.21.1",
+  "tensorflow-datasets": "4.9.10",
+  "tensorboard": "2.21.0",
+  "tensorstore": "0.1.86",
+  "fiddle": "0.3.1",
+  "gin-config": "0.5.0",
 }
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -49,8 +61,9 @@ def setup_kwargs() -> dict:
   os.chdir(ROOT)
   try:
     # A stand-in setuptools: the test needs only the arguments, not a build.
-    fake = types.SimpleNamespace(setup=lambda **kw: captured.update(kw),
-                                 find_packages=lambda **kw: [])
+    fake = types.SimpleNamespace(
+      setup=lambda **kw: captured.update(kw), find_packages=lambda **kw: []
+    )
     with mock.patch.dict(sys.modules, {"setuptools": fake}):
       runpy.run_path(os.path.join(ROOT, "setup.py"), run_name="__main__")
   finally:
@@ -63,8 +76,11 @@ def _name(requirement: str) -> str:
 
 
 def _requirement_lines(text: str) -> list[str]:
-  return [line.strip() for line in text.splitlines()
-          if line.strip() and not line.strip().startswith("#")]
+  return [
+    line.strip()
+    for line in text.splitlines()
+    if line.strip() and not line.strip().startswith("#")
+  ]
 
 
 def test_no_extra_installs_from_a_url(setup_kwargs):
@@ -78,8 +94,9 @@ def test_no_extra_installs_from_a_url(setup_kwargs):
 def test_t5x_extra_pins_the_versions_known_to_work(setup_kwargs):
   pins = {}
   for requirement in setup_kwargs["extras_require"]["t5x"]:
-    match = re.fullmatch(r"\s*([A-Za-z0-9._-]+)\s*==\s*([A-Za-z0-9.]+)\s*",
-                         requirement)
+    match = re.fullmatch(
+      r"\s*([A-Za-z0-9._-]+)\s*==\s*([A-Za-z0-9.]+)\s*", requirement
+    )
     if match:
       pins[_name(match.group(1))] = match.group(2)
   assert pins == KNOWN_TO_WORK
@@ -99,8 +116,10 @@ def test_requirements_file_pins_t5x_airio_jestimator_to_full_commits():
   pinned = {}
   for line in lines:
     match = re.fullmatch(
-        r"([a-z0-9_-]+) @ git\+(https://github\.com/[\w.-]+/[\w.-]+)"
-        r"@([0-9a-f]{40})", line)
+      r"([a-z0-9_-]+) @ git\+(https://github\.com/[\w.-]+/[\w.-]+)"
+      r"@([0-9a-f]{40})",
+      line,
+    )
     assert match, f"{REQUIREMENTS}: {line!r} is not 'name @ git+URL@<sha>'"
     pinned[match.group(1)] = match.group(2)
   assert pinned == GIT_PINNED

@@ -16,31 +16,32 @@ import pytest
 pytest.importorskip("t5x", reason="T5X is not installed; see README")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import gin
 import orbax.checkpoint as ocp
 from t5x import gin_utils
 
+import gin
 from t5rank import main as t5rank_main
 from t5rank import rerank
 from t5rank.data import demo
 from t5rank.data import formats
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 DEMO = demo.demo_dir()
 FILES = {
-    "collection": os.path.join(DEMO, "collection.tsv"),
-    "queries": os.path.join(DEMO, "queries.dev.tsv"),
-    "run": os.path.join(DEMO, "run.dev.tsv"),
-    "qrels": os.path.join(DEMO, "qrels.dev.tsv"),
+  "collection": os.path.join(DEMO, "collection.tsv"),
+  "queries": os.path.join(DEMO, "queries.dev.tsv"),
+  "run": os.path.join(DEMO, "run.dev.tsv"),
+  "qrels": os.path.join(DEMO, "qrels.dev.tsv"),
 }
 DEPTH = 10
 TRAIN_STEPS = 150
 # The demo model with one encoder and one decoder layer, items cut to 128
 # bytes (as tests/e2e/test_demo_packed_train.py): it learns in 150 steps.
 SHRINK = {
-    "INPUT_LENGTH": "128",
-    "network.T5Config.num_encoder_layers": "1",
-    "network.T5Config.num_decoder_layers": "1",
+  "INPUT_LENGTH": "128",
+  "network.T5Config.num_encoder_layers": "1",
+  "network.T5Config.num_decoder_layers": "1",
 }
 
 
@@ -50,14 +51,23 @@ def _flags(bindings):
 
 def _train(model_dir, steps, *more):
   code = "import sys; from t5rank import main; main.train(sys.argv[1:])"
-  args = ["--gin_file=demo/train.gin", f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=8",
-          f"--gin.utils.SaveCheckpointConfig.period="
-          f"{steps}", "--gin.train.infer_eval_dataset_cfg=None",
-          *_flags(SHRINK), *more]
-  result = subprocess.run([sys.executable, "-c", code, *args],
-                          capture_output=True, text=True, timeout=1200,
-                          check=False)
+  args = [
+    "--gin_file=demo/train.gin",
+    f"--gin.MODEL_DIR='{model_dir}'",
+    f"--gin.TRAIN_STEPS={steps}",
+    "--gin.BATCH_SIZE=8",
+    f"--gin.utils.SaveCheckpointConfig.period={steps}",
+    "--gin.train.infer_eval_dataset_cfg=None",
+    *_flags(SHRINK),
+    *more,
+  ]
+  result = subprocess.run(
+    [sys.executable, "-c", code, *args],
+    capture_output=True,
+    text=True,
+    timeout=1200,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-4000:]
   return os.path.join(model_dir, f"checkpoint_{steps}")
 
@@ -67,14 +77,20 @@ def checkpoint(tmp_path_factory):
   return _train(str(tmp_path_factory.mktemp("demo")), TRAIN_STEPS)
 
 
-def _rerank(checkpoint_path, output, *more, depth=DEPTH, qrels=True,
-            bindings=None):
-  args = ["--gin_file=demo/model.gin",
-          f"--gin.CHECKPOINT_PATH='{checkpoint_path}'",
-          *_flags({**SHRINK, **(bindings or {})}),
-          f"--collection={FILES['collection']}",
-          f"--queries={FILES['queries']}", f"--run={FILES['run']}",
-          f"--output={output}", f"--depth={depth}", *more]
+def _rerank(
+  checkpoint_path, output, *more, depth=DEPTH, qrels=True, bindings=None
+):
+  args = [
+    "--gin_file=demo/model.gin",
+    f"--gin.CHECKPOINT_PATH='{checkpoint_path}'",
+    *_flags({**SHRINK, **(bindings or {})}),
+    f"--collection={FILES['collection']}",
+    f"--queries={FILES['queries']}",
+    f"--run={FILES['run']}",
+    f"--output={output}",
+    f"--depth={depth}",
+    *more,
+  ]
   if qrels:
     args.append(f"--qrels={FILES['qrels']}")
   gin.clear_config(clear_constants=True)
@@ -100,8 +116,7 @@ def test_doctests_pass():
   assert result.failed == 0 and result.attempted > 0
 
 
-def test_output_is_a_complete_sorted_trec_run_that_pytrec_eval_reads(
-    reranked):
+def test_output_is_a_complete_sorted_trec_run_that_pytrec_eval_reads(reranked):
   pytrec_eval = pytest.importorskip("pytrec_eval")
   path, result = reranked
   rows = _rows(path)
@@ -132,8 +147,9 @@ def test_output_is_a_complete_sorted_trec_run_that_pytrec_eval_reads(
 def test_ties_are_written_in_trec_eval_order(reranked):
   path, _ = reranked
   rows = _rows(path)
-  ties = [(a, b) for a, b in zip(rows, rows[1:])
-          if a[0] == b[0] and a[4] == b[4]]
+  ties = [
+    (a, b) for a, b in zip(rows, rows[1:]) if a[0] == b[0] and a[4] == b[4]
+  ]
   # Below-depth candidates never tie; reranked scores may: check any found.
   for a, b in ties:
     assert a[2] > b[2]
@@ -147,7 +163,8 @@ def test_two_runs_write_byte_identical_files(checkpoint, reranked, tmp_path):
 
 
 def test_interrupted_then_resumed_run_writes_the_same_file(
-    checkpoint, tmp_path):
+  checkpoint, tmp_path
+):
   path = str(tmp_path / "uninterrupted.trec")
   _rerank(checkpoint, path, qrels=False, bindings={"CHUNK_PAIRS": "700"})
   out = str(tmp_path / "resumed.trec")
@@ -173,9 +190,11 @@ def _model():
   gin.clear_config(clear_constants=True)
   try:
     gin_utils.parse_gin_flags(
-        [t5rank_main.gin_dir()], ["demo/model.gin"],
-        [f"{k} = {v}" for k, v in SHRINK.items() if k != "INPUT_LENGTH"]
-        + ["t5rank_rerank_test.capture.model = %MODEL"])
+      [t5rank_main.gin_dir()],
+      ["demo/model.gin"],
+      [f"{k} = {v}" for k, v in SHRINK.items() if k != "INPUT_LENGTH"]
+      + ["t5rank_rerank_test.capture.model = %MODEL"],
+    )
     return _capture()
   finally:
     gin.clear_config(clear_constants=True)
@@ -184,31 +203,36 @@ def _model():
 @pytest.mark.parametrize("pack", [True, False])
 def test_scores_equal_score_batch_on_padded_lists(checkpoint, tmp_path, pack):
   out = str(tmp_path / "run.trec")
-  _rerank(checkpoint, out, qrels=False, depth=3,
-          bindings={"PACK": str(pack), "LIST_SIZE": "8"})
-  written = {(r[0], r[2]): float(r[4]) for r in _rows(out)
-             if int(r[3]) <= 3}
+  _rerank(
+    checkpoint,
+    out,
+    qrels=False,
+    depth=3,
+    bindings={"PACK": str(pack), "LIST_SIZE": "8"},
+  )
+  written = {(r[0], r[2]): float(r[4]) for r in _rows(out) if int(r[3]) <= 3}
   model = _model()
-  params = ocp.PyTreeCheckpointer().restore(
-      os.path.join(checkpoint, "state"))["target"]
+  params = ocp.PyTreeCheckpointer().restore(os.path.join(checkpoint, "state"))[
+    "target"
+  ]
   candidates = formats.read_run(FILES["run"])
   queries = formats.read_queries(FILES["queries"])
   passages = formats.read_collection(FILES["collection"])
   qids = list(candidates)[:6]
   pairs = [(q, p) for q in qids for p in candidates[q][:3]]
-  tokens = rerank.tokenize_pairs(model.input_vocabulary, pairs, queries,
-                                 passages, input_length=128)
+  tokens = rerank.tokenize_pairs(
+    model.input_vocabulary, pairs, queries, passages, input_length=128
+  )
   batch = np.zeros((len(qids), 3, 128), np.int32)
   for i, ids in enumerate(tokens):
-    batch[i // 3, i % 3, :len(ids)] = ids
+    batch[i // 3, i % 3, : len(ids)] = ids
   score_token = rerank._score_token(model)  # pylint: disable=protected-access
   features = {
-      "encoder_input_tokens": batch,
-      "decoder_input_tokens": np.zeros((len(qids), 3, 1), np.int32),
-      "decoder_target_tokens": np.full((len(qids), 3, 1), score_token,
-                                       np.int32),
-      "label": np.zeros((len(qids), 3), np.float32),
-      "mask": np.ones((len(qids), 3), bool),
+    "encoder_input_tokens": batch,
+    "decoder_input_tokens": np.zeros((len(qids), 3, 1), np.int32),
+    "decoder_target_tokens": np.full((len(qids), 3, 1), score_token, np.int32),
+    "label": np.zeros((len(qids), 3), np.float32),
+    "mask": np.ones((len(qids), 3), bool),
   }
   expected = np.asarray(model.score_batch(params, features)).reshape(-1)
   got = np.array([written[p] for p in pairs])
@@ -218,6 +242,7 @@ def test_scores_equal_score_batch_on_padded_lists(checkpoint, tmp_path, pack):
 def test_metrics_equal_ir_measures_on_the_written_run(reranked):
   ir_measures = pytest.importorskip("ir_measures")
   from t5rank.data import metric_fns  # pylint: disable=g-import-not-at-top
+
   path, result = reranked
   qrels = list(ir_measures.read_trec_qrels(FILES["qrels"]))
   run = list(ir_measures.read_trec_run(path))
@@ -226,20 +251,25 @@ def test_metrics_equal_ir_measures_on_the_written_run(reranked):
   # trec_eval's own order, which the file's ranks follow. (ir_measures cuts
   # RR@10 before trec_eval sees the run, in an order of its own on ties.)
   theirs = ir_measures.pytrec_eval.calc_aggregate(
-      [ir_measures.RR, ir_measures.AP, ir_measures.R @ 20], qrels, run)
+    [ir_measures.RR, ir_measures.AP, ir_measures.R @ 20], qrels, run
+  )
   written = formats.read_run(path)  # best first, by the rank column
   ours = metric_fns.evaluate(
-      metric_fns.query_lists_from_run(
-          {q: {p: -float(i) for i, p in enumerate(written[q])}
-           for q in written}),
-      formats.read_qrels(FILES["qrels"]), mrr_topns=(None,),
-      recall_topns=(20,))
+    metric_fns.query_lists_from_run(
+      {q: {p: -float(i) for i, p in enumerate(written[q])} for q in written}
+    ),
+    formats.read_qrels(FILES["qrels"]),
+    mrr_topns=(None,),
+    recall_topns=(20,),
+  )
   assert ours["mrr"] == pytest.approx(theirs[ir_measures.RR], abs=1e-6)
   assert ours["map"] == pytest.approx(theirs[ir_measures.AP], abs=1e-6)
-  assert ours["recall@20"] == pytest.approx(theirs[ir_measures.R @ 20],
-                                            abs=1e-6)
-  assert result["metrics"]["reranked"]["map"] == pytest.approx(ours["map"],
-                                                                abs=1e-6)
+  assert ours["recall@20"] == pytest.approx(
+    theirs[ir_measures.R @ 20], abs=1e-6
+  )
+  assert result["metrics"]["reranked"]["map"] == pytest.approx(
+    ours["map"], abs=1e-6
+  )
 
 
 def test_missing_checkpoint_is_an_error_naming_the_path(tmp_path):
@@ -250,8 +280,10 @@ def test_missing_checkpoint_is_an_error_naming_the_path(tmp_path):
 
 @pytest.mark.slow
 def test_trained_ranker_beats_a_random_order_of_the_same_candidates(
-    checkpoint, tmp_path):
+  checkpoint, tmp_path
+):
   from t5rank.data import metric_fns  # pylint: disable=g-import-not-at-top
+
   out = str(tmp_path / "all.trec")
   result = _rerank(checkpoint, out, depth=30)
   trained = result["metrics"]["reranked"]["mrr@10"]
@@ -260,9 +292,19 @@ def test_trained_ranker_beats_a_random_order_of_the_same_candidates(
   candidates = formats.read_run(FILES["run"])
   qrels = formats.read_qrels(FILES["qrels"])
   rng = np.random.default_rng(0)
-  random = np.mean([metric_fns.evaluate(metric_fns.query_lists_from_run(
-      {q: dict(zip(pids, rng.permutation(len(pids)).astype(float)))
-       for q, pids in candidates.items()}), qrels)["mrr@10"]
-                    for _ in range(20)])
+  random = np.mean(
+    [
+      metric_fns.evaluate(
+        metric_fns.query_lists_from_run(
+          {
+            q: dict(zip(pids, rng.permutation(len(pids)).astype(float)))
+            for q, pids in candidates.items()
+          }
+        ),
+        qrels,
+      )["mrr@10"]
+      for _ in range(20)
+    ]
+  )
   assert 0.15 < random < 0.25
   assert trained > random + 0.1, (trained, random)

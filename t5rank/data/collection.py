@@ -41,13 +41,14 @@ reading a passage by byte offset needs the uncompressed text; errors still name 
 from __future__ import annotations
 
 import array
+from collections.abc import Iterator
+from collections.abc import Sequence
 import hashlib
 import json
 import logging
 import os
 import random
 import tempfile
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -64,7 +65,9 @@ def default_cache_dir() -> str:
   """``$T5RANK_CACHE_DIR`` or ``$XDG_CACHE_HOME/t5rank`` (``~/.cache/t5rank``)."""
   if os.environ.get("T5RANK_CACHE_DIR"):
     return os.environ["T5RANK_CACHE_DIR"]
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+    os.path.expanduser("~"), ".cache"
+  )
   return os.path.join(base, "t5rank")
 
 
@@ -80,12 +83,19 @@ def _index_dir(path: str, cache_dir: str | None) -> str:
 
 def _source_stamp(path: str) -> dict[str, int]:
   stat = os.stat(path)
-  return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "version": _VERSION}
+  return {
+    "size": stat.st_size,
+    "mtime_ns": stat.st_mtime_ns,
+    "version": _VERSION,
+  }
 
 
-def _scan(path: str, on_duplicate: formats.OnDuplicate,
-          encoding_errors: formats.EncodingErrors = "strict",
-          name: str | None = None) -> dict[str, np.ndarray]:
+def _scan(
+  path: str,
+  on_duplicate: formats.OnDuplicate,
+  encoding_errors: formats.EncodingErrors = "strict",
+  name: str | None = None,
+) -> dict[str, np.ndarray]:
   """One pass over the file: text start/length, line number and pid of each passage.
 
   ``path`` is the uncompressed text; errors name ``name`` (the file the user gave).
@@ -108,40 +118,54 @@ def _scan(path: str, on_duplicate: formats.OnDuplicate,
         continue
       tab = raw.find(b"\t", begin, end)
       if tab < 0:
-        raise formats.FormatError(path, number, "expected 'pid<TAB>passage', found no tab in "
-                                  f"{raw[begin:min(end, begin + 60)]!r}")
+        raise formats.FormatError(
+          path,
+          number,
+          "expected 'pid<TAB>passage', found no tab in "
+          f"{raw[begin : min(end, begin + 60)]!r}",
+        )
       try:
         pid = raw[begin:tab].decode("utf-8").strip()
       except UnicodeDecodeError:
-        raise formats.FormatError(path, number, "invalid UTF-8 in the pid") from None
+        raise formats.FormatError(
+          path, number, "invalid UTF-8 in the pid"
+        ) from None
       if not pid or any(c.isspace() for c in pid):
-        raise formats.FormatError(path, number, f"pid {pid!r} is empty or contains whitespace")
-      if not raw[tab + 1:end].strip():
-        raise formats.FormatError(path, number, f"empty passage for pid {pid!r}")
+        raise formats.FormatError(
+          path, number, f"pid {pid!r} is empty or contains whitespace"
+        )
+      if not raw[tab + 1 : end].strip():
+        raise formats.FormatError(
+          path, number, f"empty passage for pid {pid!r}"
+        )
       if strict:
         try:
-          raw[tab + 1:end].decode("utf-8")
+          raw[tab + 1 : end].decode("utf-8")
         except UnicodeDecodeError as e:
-          bad = raw[tab + 1 + e.start:tab + 5 + e.start]
+          bad = raw[tab + 1 + e.start : tab + 5 + e.start]
           raise formats.FormatError(
-              path, number, f"invalid UTF-8 in the passage of pid {pid!r} at byte "
-              f"{e.start} ({bad!r}); pass encoding_errors='replace' to replace bad "
-              "bytes") from None
+            path,
+            number,
+            f"invalid UTF-8 in the passage of pid {pid!r} at byte "
+            f"{e.start} ({bad!r}); pass encoding_errors='replace' to replace bad "
+            "bytes",
+          ) from None
       starts.append(line_start + tab + 1)
       lengths.append(end - tab - 1)
       lines.append(number)
       pids.append(pid)
   arrays = {
-      "starts": np.frombuffer(starts, dtype=np.int64).copy(),
-      "lengths": np.frombuffer(lengths, dtype=np.int64).astype(np.int32),
-      "lines": np.frombuffer(lines, dtype=np.int64).copy(),
-      "pids": pids.to_numpy(),
+    "starts": np.frombuffer(starts, dtype=np.int64).copy(),
+    "lengths": np.frombuffer(lengths, dtype=np.int64).astype(np.int32),
+    "lines": np.frombuffer(lines, dtype=np.int64).copy(),
+    "pids": pids.to_numpy(),
   }
   return _drop_duplicates(path, arrays, on_duplicate)
 
 
-def _drop_duplicates(path: str, arrays: dict[str, np.ndarray],
-                     on_duplicate: formats.OnDuplicate) -> dict[str, np.ndarray]:
+def _drop_duplicates(
+  path: str, arrays: dict[str, np.ndarray], on_duplicate: formats.OnDuplicate
+) -> dict[str, np.ndarray]:
   pids = arrays["pids"]
   if pids.dtype == object:
     first: dict[str, int] = {}
@@ -164,13 +188,18 @@ def _drop_duplicates(path: str, arrays: dict[str, np.ndarray],
   if on_duplicate == "error":
     row, first_row = min(dup_rows)
     raise formats.DuplicateIdError(
-        path, int(arrays["lines"][row]),
-        f"duplicate pid {formats.ids_to_strings(pids[row:row + 1])[0]!r} (first on line "
-        f"{int(arrays['lines'][first_row])}); pass on_duplicate='keep_first' to keep the first")
+      path,
+      int(arrays["lines"][row]),
+      f"duplicate pid {formats.ids_to_strings(pids[row : row + 1])[0]!r} (first on line "
+      f"{int(arrays['lines'][first_row])}); pass on_duplicate='keep_first' to keep the first",
+    )
   keep = np.ones(len(pids), dtype=bool)
   keep[[row for row, _ in dup_rows]] = False
-  logger.warning("%s: %d duplicate pids dropped (first occurrence kept)", path,
-                 int((~keep).sum()))
+  logger.warning(
+    "%s: %d duplicate pids dropped (first occurrence kept)",
+    path,
+    int((~keep).sum()),
+  )
   return {name: values[keep] for name, values in arrays.items()}
 
 
@@ -178,15 +207,18 @@ def _decompress(path: str, folder: str) -> str:
   """Decompresses gzip ``path`` into a temporary file beside ``folder``; returns it."""
   parent = os.path.dirname(folder) or "."
   os.makedirs(parent, exist_ok=True)
-  fd, text_path = tempfile.mkstemp(prefix=os.path.basename(folder) + ".tmp", dir=parent)
+  fd, text_path = tempfile.mkstemp(
+    prefix=os.path.basename(folder) + ".tmp", dir=parent
+  )
   try:
     with os.fdopen(fd, "wb") as out, formats.open_binary(path) as f:
       while True:
         try:
           block = f.read(1 << 24)
         except (EOFError, OSError) as e:
-          raise formats.FormatError(path, None,
-                                    f"cannot decompress this gzip file ({e})") from None
+          raise formats.FormatError(
+            path, None, f"cannot decompress this gzip file ({e})"
+          ) from None
         if not block:
           break
         out.write(block)
@@ -196,8 +228,12 @@ def _decompress(path: str, folder: str) -> str:
   return text_path
 
 
-def _save(folder: str, arrays: dict[str, np.ndarray], stamp: dict[str, int],
-          text_path: str | None = None) -> None:
+def _save(
+  folder: str,
+  arrays: dict[str, np.ndarray],
+  stamp: dict[str, int],
+  text_path: str | None = None,
+) -> None:
   parent = os.path.dirname(folder) or "."
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp", dir=parent)
@@ -237,8 +273,10 @@ def _load(folder: str, stamp: dict[str, int]) -> dict[str, np.ndarray] | None:
     return None
   if meta.get("gzip") and not os.path.exists(os.path.join(folder, _TEXT)):
     return None
-  arrays = {name: np.load(os.path.join(folder, f"{name}.npy"), mmap_mode="r")
-            for name in ("starts", "lengths", "lines")}
+  arrays = {
+    name: np.load(os.path.join(folder, f"{name}.npy"), mmap_mode="r")
+    for name in ("starts", "lengths", "lines")
+  }
   if os.path.exists(os.path.join(folder, "pids.npy")):
     arrays["pids"] = np.load(os.path.join(folder, "pids.npy"), mmap_mode="r")
   else:
@@ -268,24 +306,37 @@ class PassageIndex:
     rebuild: build the index even when a valid one exists.
   """
 
-  def __init__(self, path: str | os.PathLike[str], *, cache_dir: str | None = None,
-               on_duplicate: formats.OnDuplicate = "error",
-               encoding_errors: formats.EncodingErrors = "strict", rebuild: bool = False):
+  def __init__(
+    self,
+    path: str | os.PathLike[str],
+    *,
+    cache_dir: str | None = None,
+    on_duplicate: formats.OnDuplicate = "error",
+    encoding_errors: formats.EncodingErrors = "strict",
+    rebuild: bool = False,
+  ):
     formats._check_choice("on_duplicate", on_duplicate, ("error", "keep_first"))  # pylint: disable=protected-access
-    formats._check_choice("encoding_errors", encoding_errors, ("strict", "replace"))  # pylint: disable=protected-access
+    formats._check_choice(
+      "encoding_errors", encoding_errors, ("strict", "replace")
+    )  # pylint: disable=protected-access
     self.path = os.path.abspath(os.fspath(path))
     self.encoding_errors = encoding_errors
     compressed = formats.is_gzip(self.path)
-    stamp = {**_source_stamp(self.path), "keep_first": on_duplicate == "keep_first",
-             "utf8_checked": encoding_errors == "strict", "gzip": compressed}
+    stamp = {
+      **_source_stamp(self.path),
+      "keep_first": on_duplicate == "keep_first",
+      "utf8_checked": encoding_errors == "strict",
+      "gzip": compressed,
+    }
     self.index_dir = _index_dir(self.path, cache_dir)
     arrays = None if rebuild else _load(self.index_dir, stamp)
     if arrays is None:
       logger.info("Indexing %s into %s", self.path, self.index_dir)
       text_path = _decompress(self.path, self.index_dir) if compressed else None
       try:
-        arrays = _scan(text_path or self.path, on_duplicate, encoding_errors,
-                       name=self.path)
+        arrays = _scan(
+          text_path or self.path, on_duplicate, encoding_errors, name=self.path
+        )
       except BaseException:
         if text_path is not None:
           os.remove(text_path)
@@ -294,8 +345,9 @@ class PassageIndex:
       loaded = _load(self.index_dir, stamp)
       arrays = loaded if loaded is not None else arrays
     # Passages are read from the file itself, or from the decompressed copy.
-    self._text_path = (os.path.join(self.index_dir, _TEXT) if compressed
-                       else self.path)
+    self._text_path = (
+      os.path.join(self.index_dir, _TEXT) if compressed else self.path
+    )
     # Plain ndarray views of the memory maps: indexing a np.memmap is ~10x slower.
     self._starts = np.asarray(arrays["starts"])
     self._lengths = np.asarray(arrays["lengths"])
@@ -308,8 +360,11 @@ class PassageIndex:
       self._str_rows = {pid: row for row, pid in enumerate(self._pids.tolist())}
     else:
       n = len(self._pids)
-      self._dense = n == 0 or (int(self._pids[0]) == 0 and int(self._pids[-1]) == n - 1 and
-                               bool(np.all(np.diff(self._pids) == 1)))
+      self._dense = n == 0 or (
+        int(self._pids[0]) == 0
+        and int(self._pids[-1]) == n - 1
+        and bool(np.all(np.diff(self._pids) == 1))
+      )
       if not self._dense:
         self._order = np.argsort(self._pids, kind="stable")
         self._sorted = self._pids[self._order]
@@ -324,8 +379,13 @@ class PassageIndex:
     if self._str_rows is not None:
       return self._str_rows.get(pid, -1)
     # Only canonical decimal ids ("7", not "07", "+7" or "7 ") name integer pids.
-    if not (isinstance(pid, str) and pid.isdigit() and pid.isascii() and len(pid) < 19
-            and (pid[0] != "0" or len(pid) == 1)):
+    if not (
+      isinstance(pid, str)
+      and pid.isdigit()
+      and pid.isascii()
+      and len(pid) < 19
+      and (pid[0] != "0" or len(pid) == 1)
+    ):
       return -1
     value = int(pid)
     if self._dense:
@@ -337,21 +397,28 @@ class PassageIndex:
 
   def rows(self, pids: Sequence[str]) -> np.ndarray:
     """Rows of ``pids`` (int64 array); -1 where a pid is not in the collection."""
-    return np.fromiter((self._row(p) for p in pids), dtype=np.int64, count=len(pids))
+    return np.fromiter(
+      (self._row(p) for p in pids), dtype=np.int64, count=len(pids)
+    )
 
   def contains_ids(self, ids: np.ndarray | Sequence[str]) -> np.ndarray:
     """Boolean array: which ``ids`` are in the collection (int64 arrays are vectorised)."""
     if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
       if self._str_rows is not None:
-        return np.fromiter((str(v) in self._str_rows for v in ids.tolist()), dtype=bool,
-                           count=len(ids))
+        return np.fromiter(
+          (str(v) in self._str_rows for v in ids.tolist()),
+          dtype=bool,
+          count=len(ids),
+        )
       if self._dense:
         return (ids >= 0) & (ids < self._count)
       if not len(self._sorted):
         return np.zeros(len(ids), dtype=bool)
       at = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
       return self._sorted[at] == ids
-    return np.fromiter((self._row(p) >= 0 for p in ids), dtype=bool, count=len(ids))
+    return np.fromiter(
+      (self._row(p) >= 0 for p in ids), dtype=bool, count=len(ids)
+    )
 
   def pid_at(self, rows: Sequence[int] | np.ndarray) -> list[str]:
     """The pids (str) stored at ``rows``."""
@@ -394,7 +461,9 @@ class PassageIndex:
       out.append(self._read(row))
     return out
 
-  def sample_ids(self, rng: random.Random | np.random.Generator, k: int) -> list[str]:
+  def sample_ids(
+    self, rng: random.Random | np.random.Generator, k: int
+  ) -> list[str]:
     """``k`` pids drawn uniformly with replacement (use distinct ones from them)."""
     if isinstance(rng, np.random.Generator):
       return self.pid_at(rng.integers(0, len(self), size=k))
@@ -410,8 +479,9 @@ class PassageIndex:
       if self.encoding_errors == "replace":
         return data.decode("utf-8", "replace")
       raise formats.FormatError(
-          self.path, int(self._lines[row]),
-          f"invalid UTF-8 in the passage at byte {e.start}; pass encoding_errors='replace'"
+        self.path,
+        int(self._lines[row]),
+        f"invalid UTF-8 in the passage at byte {e.start}; pass encoding_errors='replace'",
       ) from None
 
   def close(self) -> None:
@@ -419,7 +489,7 @@ class PassageIndex:
       os.close(self._fd)
       self._fd = None
 
-  def __enter__(self) -> "PassageIndex":
+  def __enter__(self) -> PassageIndex:
     return self
 
   def __exit__(self, *exc) -> None:

@@ -64,11 +64,11 @@ Regenerate (byte-identical to the shipped files; a test checks it)::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import math
 import os
 import random
 import re
-from typing import Sequence
 
 import numpy as np
 
@@ -86,70 +86,157 @@ BM25_B = 0.4
 MENTION_PROBABILITY = 0.35
 
 DEMO_FILES = msmarco.PassageRankingFiles(
-    collection="collection.tsv",
-    splits=(
-        ("train", msmarco.SplitFiles("queries.train.tsv", "qrels.train.tsv", "run.train.tsv")),
-        ("dev", msmarco.SplitFiles("queries.dev.tsv", "qrels.dev.tsv", "run.dev.tsv")),
+  collection="collection.tsv",
+  splits=(
+    (
+      "train",
+      msmarco.SplitFiles(
+        "queries.train.tsv", "qrels.train.tsv", "run.train.tsv"
+      ),
     ),
+    (
+      "dev",
+      msmarco.SplitFiles("queries.dev.tsv", "qrels.dev.tsv", "run.dev.tsv"),
+    ),
+  ),
 )
 
 # Per fact: query wordings; answer wordings (grade 2; the second half avoids the
 # query's key word); on-topic wordings without the answer (grade 1).
 _FACTS = {
-    "capital": (
-        ["what is the capital of {p}", "capital city of {p}", "where is the government of {p}"],
-        ["The capital of {p} is {v}.", "{v} is the capital city of {p}.",
-         "Government offices of {p} sit in {v}.", "{p} is ruled from the city of {v}."],
-        ["{p} has moved its capital twice in its history.",
-         "Nobody agrees where the capital of {p} should be."],
-    ),
-    "river": (
-        ["which river flows through {p}", "main river of {p}", "{p} river name"],
-        ["The main river of {p} is the {v}.", "The river {v} is the longest in {p}.",
-         "The {v} flows through the heart of {p}.", "Boats on the {v} carry goods across {p}."],
-        ["Floods along the rivers of {p} come every spring.",
-         "{p} has many small rivers but few bridges."],
-    ),
-    "language": (
-        ["what language is spoken in {p}", "official language of {p}",
-         "what do people in {p} speak"],
-        ["The official language of {p} is {v}.", "The language of {p} is called {v}.",
-         "Most people in {p} speak {v} at home.", "Signs in {p} are written in {v}."],
-        ["Several languages are heard in the markets of {p}.",
-         "Schools in {p} teach a second language."],
-    ),
-    "currency": (
-        ["what currency does {p} use", "currency of {p}", "what money is used in {p}"],
-        ["The currency of {p} is the {v}.", "The {v} is the national currency of {p}.",
-         "Shops in {p} take payment in {v} coins.", "Prices in {p} are given in {v}."],
-        ["{p} changed its currency after a long war.",
-         "The currency of {p} is printed abroad."],
-    ),
-    "founder": (
-        ["who founded {p}", "founder of {p}", "who started the first town in {p}"],
-        ["{p} was founded by {v}.", "{v} is remembered as the founder of {p}.",
-         "The first settlers of {p} followed {v}.", "Old songs of {p} praise {v} who built it."],
-        ["The founding of {p} is told in many stories.",
-         "Historians of {p} argue about who founded it."],
-    ),
-    "mountain": (
-        ["what is the highest mountain in {p}", "highest peak of {p}",
-         "how tall is the tallest summit in {p}"],
-        ["The highest mountain in {p} is Mount {v}.", "Mount {v} is the highest peak of {p}.",
-         "Snow never leaves the summit of {v} above {p}.", "Climbers in {p} aim for {v}."],
-        ["The mountains of {p} are popular with climbers.",
-         "{p} has no mountain higher than its neighbours."],
-    ),
+  "capital": (
+    [
+      "what is the capital of {p}",
+      "capital city of {p}",
+      "where is the government of {p}",
+    ],
+    [
+      "The capital of {p} is {v}.",
+      "{v} is the capital city of {p}.",
+      "Government offices of {p} sit in {v}.",
+      "{p} is ruled from the city of {v}.",
+    ],
+    [
+      "{p} has moved its capital twice in its history.",
+      "Nobody agrees where the capital of {p} should be.",
+    ],
+  ),
+  "river": (
+    ["which river flows through {p}", "main river of {p}", "{p} river name"],
+    [
+      "The main river of {p} is the {v}.",
+      "The river {v} is the longest in {p}.",
+      "The {v} flows through the heart of {p}.",
+      "Boats on the {v} carry goods across {p}.",
+    ],
+    [
+      "Floods along the rivers of {p} come every spring.",
+      "{p} has many small rivers but few bridges.",
+    ],
+  ),
+  "language": (
+    [
+      "what language is spoken in {p}",
+      "official language of {p}",
+      "what do people in {p} speak",
+    ],
+    [
+      "The official language of {p} is {v}.",
+      "The language of {p} is called {v}.",
+      "Most people in {p} speak {v} at home.",
+      "Signs in {p} are written in {v}.",
+    ],
+    [
+      "Several languages are heard in the markets of {p}.",
+      "Schools in {p} teach a second language.",
+    ],
+  ),
+  "currency": (
+    [
+      "what currency does {p} use",
+      "currency of {p}",
+      "what money is used in {p}",
+    ],
+    [
+      "The currency of {p} is the {v}.",
+      "The {v} is the national currency of {p}.",
+      "Shops in {p} take payment in {v} coins.",
+      "Prices in {p} are given in {v}.",
+    ],
+    [
+      "{p} changed its currency after a long war.",
+      "The currency of {p} is printed abroad.",
+    ],
+  ),
+  "founder": (
+    ["who founded {p}", "founder of {p}", "who started the first town in {p}"],
+    [
+      "{p} was founded by {v}.",
+      "{v} is remembered as the founder of {p}.",
+      "The first settlers of {p} followed {v}.",
+      "Old songs of {p} praise {v} who built it.",
+    ],
+    [
+      "The founding of {p} is told in many stories.",
+      "Historians of {p} argue about who founded it.",
+    ],
+  ),
+  "mountain": (
+    [
+      "what is the highest mountain in {p}",
+      "highest peak of {p}",
+      "how tall is the tallest summit in {p}",
+    ],
+    [
+      "The highest mountain in {p} is Mount {v}.",
+      "Mount {v} is the highest peak of {p}.",
+      "Snow never leaves the summit of {v} above {p}.",
+      "Climbers in {p} aim for {v}.",
+    ],
+    [
+      "The mountains of {p} are popular with climbers.",
+      "{p} has no mountain higher than its neighbours.",
+    ],
+  ),
 }
 # A sentence naming another place {o}; most reuse a fact's key word, so the passage is
 # a lexical distractor for the queries about {o}.
-_MENTIONS = ["It trades with {o}.", "It borders {o}.", "Its old rival is {o}.",
-             "Its capital is a day from {o}.", "Its main river also reaches {o}.",
-             "Its language is also spoken in {o}.", "Its currency is also used in {o}.",
-             "Its founder was born in {o}.", "Its highest mountain faces {o}."]
+_MENTIONS = [
+  "It trades with {o}.",
+  "It borders {o}.",
+  "Its old rival is {o}.",
+  "Its capital is a day from {o}.",
+  "Its main river also reaches {o}.",
+  "Its language is also spoken in {o}.",
+  "Its currency is also used in {o}.",
+  "Its founder was born in {o}.",
+  "Its highest mountain faces {o}.",
+]
 
-_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-           "kr", "st", "th", "sh", "gr", "tr"]
+_ONSETS = [
+  "b",
+  "d",
+  "f",
+  "g",
+  "k",
+  "l",
+  "m",
+  "n",
+  "p",
+  "r",
+  "s",
+  "t",
+  "v",
+  "z",
+  "br",
+  "dr",
+  "kr",
+  "st",
+  "th",
+  "sh",
+  "gr",
+  "tr",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou"]
 _CODAS = ["", "", "n", "r", "l", "s", "th", "m", "k"]
 
@@ -159,12 +246,15 @@ def demo_dir() -> str:
   return os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_corpus")
 
 
-def _names(rng: random.Random, count: int, taken: set[str], syllables: Sequence[int]
-           ) -> list[str]:
+def _names(
+  rng: random.Random, count: int, taken: set[str], syllables: Sequence[int]
+) -> list[str]:
   out = []
   while len(out) < count:
-    name = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-                   for _ in range(rng.choice(syllables))).capitalize()
+    name = "".join(
+      rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+      for _ in range(rng.choice(syllables))
+    ).capitalize()
     if len(name) >= 4 and name.lower() not in taken:
       taken.add(name.lower())
       out.append(name)
@@ -197,7 +287,9 @@ class _BM25:
     for token, posting in postings.items():
       docs_idx = np.array([i for i, _ in posting])
       counts = np.array([c for _, c in posting], dtype=np.float64)
-      idf = math.log(1 + (self.num_docs - len(posting) + 0.5) / (len(posting) + 0.5))
+      idf = math.log(
+        1 + (self.num_docs - len(posting) + 0.5) / (len(posting) + 0.5)
+      )
       row = np.zeros(self.num_docs)
       row[docs_idx] = idf * counts * (k1 + 1) / (counts + norms[docs_idx])
       self.term_scores[token] = row
@@ -224,8 +316,13 @@ def generate(seed: int = SEED) -> dict[str, dict]:
     "run.dev": ...}``, all ids str, everything a function of ``seed``.
   """
   rng = random.Random(seed)
-  taken = {w for facts in _FACTS.values() for group in facts for t in group
-           for w in _tokens(t)} | {w for t in _MENTIONS for w in _tokens(t)}
+  taken = {
+    w
+    for facts in _FACTS.values()
+    for group in facts
+    for t in group
+    for w in _tokens(t)
+  } | {w for t in _MENTIONS for w in _tokens(t)}
   places = _names(rng, NUM_PLACES, taken, (1, 2, 2))
   values = {fact: _names(rng, NUM_PLACES, taken, (2, 2, 3)) for fact in _FACTS}
   first_names = _names(rng, 60, taken, (2,))
@@ -238,7 +335,11 @@ def generate(seed: int = SEED) -> dict[str, dict]:
     for fact, (_, answers, topics) in _FACTS.items():
       value = values[fact][p]
       lexical, other = answers[:2], answers[2:]
-      chosen = [(rng.choice(lexical), 2), (rng.choice(other), 2), (rng.choice(topics), 1)]
+      chosen = [
+        (rng.choice(lexical), 2),
+        (rng.choice(other), 2),
+        (rng.choice(topics), 1),
+      ]
       for template, grade in chosen:
         text = template.format(p=place, v=value)
         if rng.random() < MENTION_PROBABILITY:
@@ -250,33 +351,49 @@ def generate(seed: int = SEED) -> dict[str, dict]:
   # pids: a random permutation, so pid order says nothing about the place or grade.
   pid_of = list(range(len(texts)))
   rng.shuffle(pid_of)
-  collection = {str(pid): texts[i] for pid, i in sorted((pid_of[i], i) for i in
-                                                          range(len(texts)))}
+  collection = {
+    str(pid): texts[i]
+    for pid, i in sorted((pid_of[i], i) for i in range(len(texts)))
+  }
 
   pairs = [(p, fact) for p in range(NUM_PLACES) for fact in _FACTS]
   rng.shuffle(pairs)
   dev_pairs, train_pairs = pairs[:NUM_DEV_PAIRS], pairs[NUM_DEV_PAIRS:]
   extra = NUM_TRAIN_QUERIES - len(train_pairs)
-  train_asks = [(pair, wording) for pair in train_pairs[:extra]
-                for wording in rng.sample(range(3), 2)]
-  train_asks = train_asks + [(pair, rng.randrange(3)) for pair in train_pairs[extra:]]
+  train_asks = [
+    (pair, wording)
+    for pair in train_pairs[:extra]
+    for wording in rng.sample(range(3), 2)
+  ]
+  train_asks = train_asks + [
+    (pair, rng.randrange(3)) for pair in train_pairs[extra:]
+  ]
   dev_asks = [(pair, rng.randrange(3)) for pair in dev_pairs]
-  qid_values = rng.sample(range(10_000, 1_000_000), NUM_TRAIN_QUERIES + NUM_DEV_PAIRS)
+  qid_values = rng.sample(
+    range(10_000, 1_000_000), NUM_TRAIN_QUERIES + NUM_DEV_PAIRS
+  )
 
   bm25 = _BM25(texts, BM25_K1, BM25_B)
   out: dict[str, dict] = {"collection": collection}
   for split, asks, qid_slice, depth in (
-      ("train", train_asks, qid_values[:NUM_TRAIN_QUERIES], TRAIN_DEPTH),
-      ("dev", dev_asks, qid_values[NUM_TRAIN_QUERIES:], DEV_DEPTH)):
+    ("train", train_asks, qid_values[:NUM_TRAIN_QUERIES], TRAIN_DEPTH),
+    ("dev", dev_asks, qid_values[NUM_TRAIN_QUERIES:], DEV_DEPTH),
+  ):
     queries, qrels, run = {}, {}, {}
     order = sorted(range(len(asks)), key=lambda i: qid_slice[i])
     for i in order:
       (p, fact), wording = asks[i]
       qid = str(qid_slice[i])
       queries[qid] = _FACTS[fact][0][wording].format(p=places[p])
-      qrels[qid] = {str(pid_of[t]): grade for t, grade in pair_passages[(p, fact)]}
+      qrels[qid] = {
+        str(pid_of[t]): grade for t, grade in pair_passages[(p, fact)]
+      }
       run[qid] = [str(pid_of[t]) for t in bm25.top(queries[qid], depth)]
-    out[f"queries.{split}"], out[f"qrels.{split}"], out[f"run.{split}"] = queries, qrels, run
+    out[f"queries.{split}"], out[f"qrels.{split}"], out[f"run.{split}"] = (
+      queries,
+      qrels,
+      run,
+    )
   return out
 
 
@@ -301,9 +418,15 @@ def write(out_dir: str | os.PathLike[str], seed: int = SEED) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--out", required=True, help="directory to write the files into")
-  parser.add_argument("--seed", type=int, default=SEED,
-                      help="a different seed makes a different corpus (not the shipped one)")
+  parser.add_argument(
+    "--out", required=True, help="directory to write the files into"
+  )
+  parser.add_argument(
+    "--seed",
+    type=int,
+    default=SEED,
+    help="a different seed makes a different corpus (not the shipped one)",
+  )
   args = parser.parse_args(argv)
   for path in write(args.out, args.seed):
     print(f"{path}\t{os.path.getsize(path)} bytes")

@@ -48,24 +48,26 @@ gin.
 ([True, True, False], [[9], [9], [0]])
 """
 
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 import seqio
 import tensorflow as tf
 
 _Spec = seqio.FeatureConverter.FeatureSpec
-LengthsType = Mapping[str, Union[int, Sequence[int]]]
+LengthsType = Mapping[str, int | Sequence[int]]
 
 _LIST_TASK_FEATURES = {
-    "inputs": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-    "targets": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-    "label": _Spec(dtype=tf.float32),
-    "mask": _Spec(dtype=tf.bool),
+  "inputs": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+  "targets": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+  "label": _Spec(dtype=tf.float32),
+  "mask": _Spec(dtype=tf.bool),
 }
 
 
 def list_and_token_lengths(
-    task_feature_lengths: LengthsType) -> tuple[int, int, int]:
+  task_feature_lengths: LengthsType,
+) -> tuple[int, int, int]:
   """Returns ``(L, T, target length)`` from ranking ``task_feature_lengths``.
 
   Checks that every feature names the same list size ``L``. Plain ints for
@@ -83,15 +85,19 @@ def list_and_token_lengths(
 
   def as_tuple(name, rank):
     if name not in task_feature_lengths:
-      raise ValueError(f"task_feature_lengths has no {name!r}: "
-                       f"{dict(task_feature_lengths)}")
+      raise ValueError(
+        f"task_feature_lengths has no {name!r}: {dict(task_feature_lengths)}"
+      )
     value = task_feature_lengths[name]
     value = (value,) if isinstance(value, int) else tuple(value)
     if len(value) != rank or not all(
-        isinstance(v, int) and v > 0 for v in value):
+      isinstance(v, int) and v > 0 for v in value
+    ):
       shape = "(list_size, tokens)" if rank == 2 else "(list_size,)"
-      raise ValueError(f"task_feature_lengths[{name!r}]={value!r}: expected "
-                       f"{shape} of positive ints")
+      raise ValueError(
+        f"task_feature_lengths[{name!r}]={value!r}: expected "
+        f"{shape} of positive ints"
+      )
     return value
 
   sizes = {}
@@ -113,14 +119,14 @@ def list_and_token_lengths(
 def _ragged_to_dense(features: Mapping[str, tf.Tensor]) -> dict:
   """Ragged features -> dense, padded with 0 (seqio's padding id)."""
   return {
-      k: v.to_tensor(0) if isinstance(v, tf.RaggedTensor) else v
-      for k, v in features.items()
+    k: v.to_tensor(0) if isinstance(v, tf.RaggedTensor) else v
+    for k, v in features.items()
   }
 
 
-def _trim_and_pad_lists(ds: tf.data.Dataset,
-                        feature_shapes: Mapping[str, Sequence[int]]
-                        ) -> tf.data.Dataset:
+def _trim_and_pad_lists(
+  ds: tf.data.Dataset, feature_shapes: Mapping[str, Sequence[int]]
+) -> tf.data.Dataset:
   """Cuts/pads each named feature to its shape (list and token dims at once).
 
   Pads with 0 / 0.0 / False, so padding items are masked. Other features pass
@@ -128,7 +134,8 @@ def _trim_and_pad_lists(ds: tf.data.Dataset,
   """
   ds = ds.map(_ragged_to_dense, num_parallel_calls=tf.data.AUTOTUNE)
   return seqio.utils.trim_and_pad_dataset(
-      ds, {k: tuple(v) for k, v in feature_shapes.items()})
+    ds, {k: tuple(v) for k, v in feature_shapes.items()}
+  )
 
 
 def _with_fused_maps(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -149,11 +156,13 @@ class _PaddedListsConverter(seqio.FeatureConverter):
   TASK_FEATURES = _LIST_TASK_FEATURES
   PACKING_FEATURE_DTYPES = None
 
-  def __init__(self,
-               pack: bool = False,
-               use_custom_packing_ops: bool = False,
-               apply_length_check: bool = False,
-               bos_id: int = 0):
+  def __init__(
+    self,
+    pack: bool = False,
+    use_custom_packing_ops: bool = False,
+    apply_length_check: bool = False,
+    bos_id: int = 0,
+  ):
     """Initialises the converter; T5X passes ``pack`` from its DatasetConfig.
 
     Args:
@@ -165,14 +174,17 @@ class _PaddedListsConverter(seqio.FeatureConverter):
     """
     if pack:
       raise ValueError(
-          f"{type(self).__name__} pads lists and does not pack (pack=True). "
-          "Set `utils.DatasetConfig.pack = False` for train and train_eval in "
-          "gin, or use t5rank.data.packing.RankingPackedFeatureConverter.")
+        f"{type(self).__name__} pads lists and does not pack (pack=True). "
+        "Set `utils.DatasetConfig.pack = False` for train and train_eval in "
+        "gin, or use t5rank.data.packing.RankingPackedFeatureConverter."
+      )
     del apply_length_check  # seqio's check does not handle (L, T) lengths.
-    super().__init__(pack=False,
-                     use_custom_packing_ops=use_custom_packing_ops,
-                     apply_length_check=False,
-                     bos_id=bos_id)
+    super().__init__(
+      pack=False,
+      use_custom_packing_ops=use_custom_packing_ops,
+      apply_length_check=False,
+      bos_id=bos_id,
+    )
 
 
 class RankingEncDecFeatureConverter(_PaddedListsConverter):
@@ -184,34 +196,37 @@ class RankingEncDecFeatureConverter(_PaddedListsConverter):
   """
 
   MODEL_FEATURES = {
-      "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-      "decoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-      "decoder_target_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-      "label": _Spec(dtype=tf.float32),
-      "mask": _Spec(dtype=tf.bool),
+    "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+    "decoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+    "decoder_target_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+    "label": _Spec(dtype=tf.float32),
+    "mask": _Spec(dtype=tf.bool),
   }
 
-  def _convert_features(self, ds: tf.data.Dataset,
-                        task_feature_lengths: LengthsType) -> tf.data.Dataset:
+  def _convert_features(
+    self, ds: tf.data.Dataset, task_feature_lengths: LengthsType
+  ) -> tf.data.Dataset:
     """Pads/cuts to ``(L, T)`` and renames to the model's features."""
     shapes = self.get_model_feature_lengths(task_feature_lengths)
     bos_id = self.bos_id
 
     def rename(features):
       return {
-          "encoder_input_tokens": features["inputs"],
-          "decoder_input_tokens": tf.fill(tf.shape(features["targets"]),
-                                          tf.constant(bos_id, tf.int32)),
-          "decoder_target_tokens": features["targets"],
-          "label": features["label"],
-          "mask": features["mask"],
+        "encoder_input_tokens": features["inputs"],
+        "decoder_input_tokens": tf.fill(
+          tf.shape(features["targets"]), tf.constant(bos_id, tf.int32)
+        ),
+        "decoder_target_tokens": features["targets"],
+        "label": features["label"],
+        "mask": features["mask"],
       }
 
     ds = ds.map(rename, num_parallel_calls=tf.data.AUTOTUNE)
     return _with_fused_maps(_trim_and_pad_lists(ds, shapes))
 
   def get_model_feature_lengths(
-      self, task_feature_lengths: LengthsType) -> dict[str, tuple[int, ...]]:
+    self, task_feature_lengths: LengthsType
+  ) -> dict[str, tuple[int, ...]]:
     """Model feature shapes (tuples) from task feature lengths.
 
     >>> RankingEncDecFeatureConverter().get_model_feature_lengths(
@@ -221,15 +236,16 @@ class RankingEncDecFeatureConverter(_PaddedListsConverter):
      'decoder_target_tokens': (4, 1), 'label': (4,), 'mask': (4,)}
     """
     list_size, tokens, target_length = list_and_token_lengths(
-        task_feature_lengths)
+      task_feature_lengths
+    )
     if target_length is None:
       raise ValueError("task_feature_lengths needs 'targets': (list_size, 1)")
     return {
-        "encoder_input_tokens": (list_size, tokens),
-        "decoder_input_tokens": (list_size, target_length),
-        "decoder_target_tokens": (list_size, target_length),
-        "label": (list_size,),
-        "mask": (list_size,),
+      "encoder_input_tokens": (list_size, tokens),
+      "decoder_input_tokens": (list_size, target_length),
+      "decoder_target_tokens": (list_size, target_length),
+      "label": (list_size,),
+      "mask": (list_size,),
     }
 
 
@@ -242,28 +258,30 @@ class RankingEncoderFeatureConverter(_PaddedListsConverter):
   """
 
   MODEL_FEATURES = {
-      "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
-      "label": _Spec(dtype=tf.float32),
-      "mask": _Spec(dtype=tf.bool),
+    "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2, sequence_dim=1),
+    "label": _Spec(dtype=tf.float32),
+    "mask": _Spec(dtype=tf.bool),
   }
 
-  def _convert_features(self, ds: tf.data.Dataset,
-                        task_feature_lengths: LengthsType) -> tf.data.Dataset:
+  def _convert_features(
+    self, ds: tf.data.Dataset, task_feature_lengths: LengthsType
+  ) -> tf.data.Dataset:
     """Pads/cuts to ``(L, T)`` and keeps the encoder's features."""
     shapes = self.get_model_feature_lengths(task_feature_lengths)
 
     def rename(features):
       return {
-          "encoder_input_tokens": features["inputs"],
-          "label": features["label"],
-          "mask": features["mask"],
+        "encoder_input_tokens": features["inputs"],
+        "label": features["label"],
+        "mask": features["mask"],
       }
 
     ds = ds.map(rename, num_parallel_calls=tf.data.AUTOTUNE)
     return _with_fused_maps(_trim_and_pad_lists(ds, shapes))
 
   def get_model_feature_lengths(
-      self, task_feature_lengths: LengthsType) -> dict[str, tuple[int, ...]]:
+    self, task_feature_lengths: LengthsType
+  ) -> dict[str, tuple[int, ...]]:
     """Model feature shapes (tuples) from task feature lengths.
 
     >>> RankingEncoderFeatureConverter().get_model_feature_lengths(
@@ -272,7 +290,7 @@ class RankingEncoderFeatureConverter(_PaddedListsConverter):
     """
     list_size, tokens, _ = list_and_token_lengths(task_feature_lengths)
     return {
-        "encoder_input_tokens": (list_size, tokens),
-        "label": (list_size,),
-        "mask": (list_size,),
+      "encoder_input_tokens": (list_size, tokens),
+      "label": (list_size,),
+      "mask": (list_size,),
     }

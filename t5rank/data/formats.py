@@ -53,11 +53,17 @@ from __future__ import annotations
 
 import array
 import collections
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import gzip
 import logging
 import os
-from typing import Any, Collection, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any
+from typing import Literal
 
 import numpy as np
 
@@ -72,7 +78,9 @@ RunFormat = Literal["auto", "trec", "msmarco", "top1000"]
 class FormatError(ValueError):
   """A malformed input line; ``str(err)`` is ``"path:line: what was wrong"``."""
 
-  def __init__(self, path: str | os.PathLike[str], line: int | None, message: str):
+  def __init__(
+    self, path: str | os.PathLike[str], line: int | None, message: str
+  ):
     self.path = os.fspath(path)
     self.line = line
     self.message = message
@@ -117,12 +125,23 @@ class ReadReport:
   @property
   def skipped(self) -> int:
     """Rows read but not kept (duplicates + unknown ids + beyond depth)."""
-    return self.duplicates + self.unknown_qids + self.unknown_pids + self.beyond_depth
+    return (
+      self.duplicates
+      + self.unknown_qids
+      + self.unknown_pids
+      + self.beyond_depth
+    )
 
   def summary(self) -> str:
     counts = [f"{self.rows} rows"]
-    for name in ("blank_lines", "replaced_utf8", "duplicates", "unknown_qids",
-                 "unknown_pids", "beyond_depth"):
+    for name in (
+      "blank_lines",
+      "replaced_utf8",
+      "duplicates",
+      "unknown_qids",
+      "unknown_pids",
+      "beyond_depth",
+    ):
       value = getattr(self, name)
       if value:
         counts.append(f"{value} {name}")
@@ -150,7 +169,9 @@ class Records(dict):
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
   if value not in choices:
-    raise ValueError(f"{name}={value!r}; expected one of {', '.join(map(repr, choices))}")
+    raise ValueError(
+      f"{name}={value!r}; expected one of {', '.join(map(repr, choices))}"
+    )
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -178,9 +199,12 @@ def open_binary(path: str | os.PathLike[str]):
   return open(path, "rb")
 
 
-def iter_lines(path: str | os.PathLike[str], *,
-               encoding_errors: EncodingErrors = "strict",
-               report: ReadReport | None = None) -> Iterator[tuple[int, str]]:
+def iter_lines(
+  path: str | os.PathLike[str],
+  *,
+  encoding_errors: EncodingErrors = "strict",
+  report: ReadReport | None = None,
+) -> Iterator[tuple[int, str]]:
   """Yields ``(line_number, text)`` for the non-blank lines of a UTF-8 file.
 
   Line numbers start at 1. Line endings (``\\n`` or ``\\r\\n``) and a leading byte-order
@@ -209,9 +233,11 @@ def iter_lines(path: str | os.PathLike[str], *,
       except UnicodeDecodeError as e:
         if encoding_errors == "strict":
           raise FormatError(
-              path, number,
-              f"invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 4]!r});"
-              " pass encoding_errors='replace' to replace bad bytes") from None
+            path,
+            number,
+            f"invalid UTF-8 at byte {e.start} of the line ({raw[e.start : e.start + 4]!r});"
+            " pass encoding_errors='replace' to replace bad bytes",
+          ) from None
         line = raw.decode("utf-8", "replace")
         if report is not None:
           report.replaced_utf8 += 1
@@ -227,36 +253,56 @@ def _gzip_checked(path, lines: Iterable[bytes]) -> Iterator[bytes]:
   try:
     yield from lines
   except (EOFError, gzip.BadGzipFile, OSError) as e:
-    raise FormatError(path, None, f"cannot decompress this gzip file ({e})") from None
+    raise FormatError(
+      path, None, f"cannot decompress this gzip file ({e})"
+    ) from None
 
 
-def _split_id_text(path, number: int, line: str, id_name: str, text_name: str
-                   ) -> tuple[str, str]:
+def _split_id_text(
+  path, number: int, line: str, id_name: str, text_name: str
+) -> tuple[str, str]:
   key, tab, text = line.partition("\t")
   if not tab:
-    raise FormatError(path, number,
-                      f"expected '{id_name}<TAB>{text_name}', found no tab in {line[:60]!r}")
+    raise FormatError(
+      path,
+      number,
+      f"expected '{id_name}<TAB>{text_name}', found no tab in {line[:60]!r}",
+    )
   key = key.strip()
   if not key or any(c.isspace() for c in key):
-    raise FormatError(path, number, f"{id_name} {key!r} is empty or contains whitespace")
+    raise FormatError(
+      path, number, f"{id_name} {key!r} is empty or contains whitespace"
+    )
   if not text.strip():
     raise FormatError(path, number, f"empty {text_name} for {id_name} {key!r}")
   return key, text
 
 
-def _read_id_text(path, kind: str, id_name: str, text_name: str, *,
-                  encoding_errors: EncodingErrors, on_duplicate: OnDuplicate) -> Records:
+def _read_id_text(
+  path,
+  kind: str,
+  id_name: str,
+  text_name: str,
+  *,
+  encoding_errors: EncodingErrors,
+  on_duplicate: OnDuplicate,
+) -> Records:
   _check_choice("on_duplicate", on_duplicate, ("error", "keep_first"))
   report = ReadReport(os.fspath(path), kind)
   data: dict[str, str] = {}
   first_line: dict[str, int] = {}
-  for number, line in iter_lines(path, encoding_errors=encoding_errors, report=report):
+  for number, line in iter_lines(
+    path, encoding_errors=encoding_errors, report=report
+  ):
     key, text = _split_id_text(path, number, line, id_name, text_name)
     if key in data:
       if on_duplicate == "error":
         raise DuplicateIdError(
-            path, number, f"duplicate {id_name} {key!r} (first on line {first_line[key]});"
-            " pass on_duplicate='keep_first' to keep the first")
+          path,
+          number,
+          f"duplicate {id_name} {key!r} (first on line {first_line[key]});"
+          " pass on_duplicate='keep_first' to keep the first",
+        )
       report.duplicates += 1
       continue
     data[key] = text
@@ -267,9 +313,12 @@ def _read_id_text(path, kind: str, id_name: str, text_name: str, *,
   return Records(data, report=report)
 
 
-def read_collection(path: str | os.PathLike[str], *,
-                    encoding_errors: EncodingErrors = "strict",
-                    on_duplicate: OnDuplicate = "error") -> Records:
+def read_collection(
+  path: str | os.PathLike[str],
+  *,
+  encoding_errors: EncodingErrors = "strict",
+  on_duplicate: OnDuplicate = "error",
+) -> Records:
   """Reads ``pid \\t passage`` lines into ``{pid: passage}`` (all in memory).
 
   For the 8.8M-passage MS-MARCO collection use `t5rank.data.collection.PassageIndex`,
@@ -279,28 +328,49 @@ def read_collection(path: str | os.PathLike[str], *,
     FormatError: a line without a tab, an empty pid or passage, invalid UTF-8.
     DuplicateIdError: a pid occurs twice (``on_duplicate="error"``).
   """
-  return _read_id_text(path, "collection", "pid", "passage",
-                       encoding_errors=encoding_errors, on_duplicate=on_duplicate)
+  return _read_id_text(
+    path,
+    "collection",
+    "pid",
+    "passage",
+    encoding_errors=encoding_errors,
+    on_duplicate=on_duplicate,
+  )
 
 
-def read_queries(path: str | os.PathLike[str], *,
-                 encoding_errors: EncodingErrors = "strict",
-                 on_duplicate: OnDuplicate = "error") -> Records:
+def read_queries(
+  path: str | os.PathLike[str],
+  *,
+  encoding_errors: EncodingErrors = "strict",
+  on_duplicate: OnDuplicate = "error",
+) -> Records:
   """Reads ``qid \\t query`` lines into ``{qid: query}`` in file order.
 
   Raises:
     FormatError: a line without a tab, an empty qid or query, invalid UTF-8.
     DuplicateIdError: a qid occurs twice (``on_duplicate="error"``).
   """
-  return _read_id_text(path, "queries", "qid", "query",
-                       encoding_errors=encoding_errors, on_duplicate=on_duplicate)
+  return _read_id_text(
+    path,
+    "queries",
+    "qid",
+    "query",
+    encoding_errors=encoding_errors,
+    on_duplicate=on_duplicate,
+  )
 
 
 class _UnknownCheck:
   """Counts (or raises on) rows naming ids outside the known sets."""
 
-  def __init__(self, path, report: ReadReport, known_qids, known_pids,
-               on_unknown: OnUnknown):
+  def __init__(
+    self,
+    path,
+    report: ReadReport,
+    known_qids,
+    known_pids,
+    on_unknown: OnUnknown,
+  ):
     _check_choice("on_unknown", on_unknown, ("skip", "error"))
     self.path, self.report = path, report
     self.known_qids, self.known_pids = known_qids, known_pids
@@ -309,23 +379,30 @@ class _UnknownCheck:
   def ok(self, number: int, qid: str, pid: str) -> bool:
     if self.known_qids is not None and qid not in self.known_qids:
       if self.on_unknown == "error":
-        raise UnknownIdError(self.path, number, f"qid {qid!r} is not a known query")
+        raise UnknownIdError(
+          self.path, number, f"qid {qid!r} is not a known query"
+        )
       self.report.unknown_qids += 1
       return False
     if self.known_pids is not None and pid not in self.known_pids:
       if self.on_unknown == "error":
-        raise UnknownIdError(self.path, number, f"pid {pid!r} is not in the collection")
+        raise UnknownIdError(
+          self.path, number, f"pid {pid!r} is not in the collection"
+        )
       self.report.unknown_pids += 1
       return False
     return True
 
 
-def read_qrels(path: str | os.PathLike[str], *,
-               known_qids: Collection[str] | None = None,
-               known_pids: Collection[str] | None = None,
-               on_unknown: OnUnknown = "skip",
-               on_duplicate: OnDuplicate = "error",
-               encoding_errors: EncodingErrors = "strict") -> Records:
+def read_qrels(
+  path: str | os.PathLike[str],
+  *,
+  known_qids: Collection[str] | None = None,
+  known_pids: Collection[str] | None = None,
+  on_unknown: OnUnknown = "skip",
+  on_duplicate: OnDuplicate = "error",
+  encoding_errors: EncodingErrors = "strict",
+) -> Records:
   """Reads TREC qrels ``qid iter pid rel`` into ``{qid: {pid: rel}}`` (pytrec_eval form).
 
   Fields are whitespace-separated (MS-MARCO's qrels use tabs); ``iter`` is ignored and
@@ -341,23 +418,35 @@ def read_qrels(path: str | os.PathLike[str], *,
   report = ReadReport(os.fspath(path), "qrels")
   check = _UnknownCheck(path, report, known_qids, known_pids, on_unknown)
   qrels: dict[str, dict[str, int]] = {}
-  for number, line in iter_lines(path, encoding_errors=encoding_errors, report=report):
+  for number, line in iter_lines(
+    path, encoding_errors=encoding_errors, report=report
+  ):
     fields = line.split()
     if len(fields) != 4:
-      raise FormatError(path, number, "expected 4 whitespace-separated fields "
-                        f"'qid iter pid rel', found {len(fields)} in {line[:60]!r}")
+      raise FormatError(
+        path,
+        number,
+        "expected 4 whitespace-separated fields "
+        f"'qid iter pid rel', found {len(fields)} in {line[:60]!r}",
+      )
     qid, _, pid, rel = fields
     try:
       grade = int(rel)
     except ValueError:
-      raise FormatError(path, number, f"relevance {rel!r} is not an integer") from None
+      raise FormatError(
+        path, number, f"relevance {rel!r} is not an integer"
+      ) from None
     if not check.ok(number, qid, pid):
       continue
     judged = qrels.setdefault(qid, {})
     if pid in judged:
       if on_duplicate == "error":
-        raise DuplicateIdError(path, number, f"duplicate qrel for qid {qid!r} pid {pid!r};"
-                               " pass on_duplicate='keep_first' to keep the first")
+        raise DuplicateIdError(
+          path,
+          number,
+          f"duplicate qrel for qid {qid!r} pid {pid!r};"
+          " pass on_duplicate='keep_first' to keep the first",
+        )
       report.duplicates += 1
       continue
     judged[pid] = grade
@@ -375,7 +464,12 @@ class _IdColumn:
 
   def append(self, key: str) -> None:
     if self._ints is not None:
-      if key.isdigit() and key.isascii() and (key[0] != "0" or len(key) == 1) and len(key) < 19:
+      if (
+        key.isdigit()
+        and key.isascii()
+        and (key[0] != "0" or len(key) == 1)
+        and len(key) < 19
+      ):
         self._ints.append(int(key))
         return
       self._strs = [str(v) for v in self._ints]
@@ -407,8 +501,13 @@ class Run(collections.abc.Mapping):
   ``.report`` is the `ReadReport` of the file.
   """
 
-  def __init__(self, qids: Sequence[str], offsets: np.ndarray, pids: np.ndarray,
-               report: ReadReport):
+  def __init__(
+    self,
+    qids: Sequence[str],
+    offsets: np.ndarray,
+    pids: np.ndarray,
+    report: ReadReport,
+  ):
     self._qids = list(qids)
     self._index = {q: i for i, q in enumerate(self._qids)}
     self._offsets = offsets
@@ -417,7 +516,7 @@ class Run(collections.abc.Mapping):
 
   def __getitem__(self, qid: str) -> list[str]:
     i = self._index[qid]
-    return ids_to_strings(self._pids[self._offsets[i]:self._offsets[i + 1]])
+    return ids_to_strings(self._pids[self._offsets[i] : self._offsets[i + 1]])
 
   def __iter__(self) -> Iterator[str]:
     return iter(self._qids)
@@ -441,18 +540,26 @@ def _detect_run_format(path, number: int, line: str) -> str:
     return "top1000"
   if len(line.split()) == 6:
     return "trec"
-  raise FormatError(path, number, "cannot tell the run format: expected 'qid Q0 pid rank "
-                    "score tag' (TREC), 'qid<TAB>pid<TAB>rank' (MS-MARCO) or "
-                    f"'qid<TAB>pid<TAB>query<TAB>passage' (top1000), found {line[:60]!r}")
+  raise FormatError(
+    path,
+    number,
+    "cannot tell the run format: expected 'qid Q0 pid rank "
+    "score tag' (TREC), 'qid<TAB>pid<TAB>rank' (MS-MARCO) or "
+    f"'qid<TAB>pid<TAB>query<TAB>passage' (top1000), found {line[:60]!r}",
+  )
 
 
 def _parse_rank(path, number: int, value: str) -> int:
   try:
     rank = int(value)
   except ValueError:
-    raise FormatError(path, number, f"rank {value!r} is not an integer") from None
+    raise FormatError(
+      path, number, f"rank {value!r} is not an integer"
+    ) from None
   if rank < 1:
-    raise FormatError(path, number, f"rank {rank} is below 1 (ranks start at 1)")
+    raise FormatError(
+      path, number, f"rank {rank} is below 1 (ranks start at 1)"
+    )
   return rank
 
 
@@ -473,7 +580,9 @@ def _byte_chunks(path) -> Iterator[np.ndarray]:
       try:
         block = f.read(_CHUNK_BYTES)
       except (EOFError, gzip.BadGzipFile) as e:
-        raise FormatError(path, None, f"cannot decompress this gzip file ({e})") from None
+        raise FormatError(
+          path, None, f"cannot decompress this gzip file ({e})"
+        ) from None
       data = rest + block
       if not data:
         return
@@ -492,7 +601,9 @@ def _byte_chunks(path) -> Iterator[np.ndarray]:
         yield np.frombuffer(data, dtype=np.uint8)
 
 
-def _parse_int_fields(chunk: np.ndarray, fields: int) -> tuple[np.ndarray, np.ndarray]:
+def _parse_int_fields(
+  chunk: np.ndarray, fields: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Parses lines of ``fields`` tab-separated decimal integers.
 
   Returns int64 values [lines, fields] and whether each field has a leading zero.
@@ -507,12 +618,17 @@ def _parse_int_fields(chunk: np.ndarray, fields: int) -> tuple[np.ndarray, np.nd
     if (chunk[cr + 1] != 10).any():
       raise _NotSimple()
     chunk = np.delete(chunk, cr)
-  is_delim = chunk < 48  # Digits are 48..57; anything lower must be a tab or newline.
+  is_delim = (
+    chunk < 48
+  )  # Digits are 48..57; anything lower must be a tab or newline.
   delims = np.flatnonzero(is_delim)
   # Delimiters must run tab, tab, ..., newline on every line.
   expected = np.full(fields, 9, dtype=np.uint8)
   expected[-1] = 10
-  if len(delims) % fields or not (chunk[delims].reshape(-1, fields) == expected).all():
+  if (
+    len(delims) % fields
+    or not (chunk[delims].reshape(-1, fields) == expected).all()
+  ):
     raise _NotSimple()
   digits = chunk[~is_delim]
   if len(digits) and digits.max() > 57:
@@ -529,11 +645,13 @@ def _parse_int_fields(chunk: np.ndarray, fields: int) -> tuple[np.ndarray, np.nd
   sums = np.add.reduceat(values, starts)
   first_digit = digits[starts]
   return sums.reshape(-1, fields), (first_digit == 48).reshape(-1, fields) & (
-      lengths.reshape(-1, fields) > 1)
+    lengths.reshape(-1, fields) > 1
+  )
 
 
-def _read_run_fast(path, depth: int | None, known_qids, known_pids,
-                   on_unknown: str) -> "Run":
+def _read_run_fast(
+  path, depth: int | None, known_qids, known_pids, on_unknown: str
+) -> Run:
   """`read_run` for clean MS-MARCO runs with integer ids, vectorised by chunk.
 
   Gives exactly what the line-by-line reader gives, or raises `_NotSimple` (blank
@@ -548,7 +666,9 @@ def _read_run_fast(path, depth: int | None, known_qids, known_pids,
       raise _NotSimple()
     if values[:, 2].min() < 1 or values[:, 2].max() >= 2**31:
       raise _NotSimple()
-    if depth is not None:  # Drop deep rows now: a top-1000 run is 30x what lists use.
+    if (
+      depth is not None
+    ):  # Drop deep rows now: a top-1000 run is 30x what lists use.
       deep = values[:, 2] > depth
       report.beyond_depth += int(deep.sum())
       values = values[~deep]
@@ -573,7 +693,9 @@ def _read_run_fast(path, depth: int | None, known_qids, known_pids,
   keep = np.ones(len(pids), dtype=bool)
   qid_names = [str(v) for v in unique_qids.tolist()]
   if known_qids is not None:
-    known = np.array([q in known_qids for q in qid_names], dtype=bool)[qid_of_row]
+    known = np.array([q in known_qids for q in qid_names], dtype=bool)[
+      qid_of_row
+    ]
     report.unknown_qids = int((keep & ~known).sum())
     keep &= known
   if known_pids is not None:
@@ -581,8 +703,11 @@ def _read_run_fast(path, depth: int | None, known_qids, known_pids,
     if contains_ids is not None:
       known = contains_ids(pids)
     else:
-      known = np.fromiter((str(p) in known_pids for p in pids.tolist()), dtype=bool,
-                          count=len(pids))
+      known = np.fromiter(
+        (str(p) in known_pids for p in pids.tolist()),
+        dtype=bool,
+        count=len(pids),
+      )
     report.unknown_pids = int((keep & ~known).sum())
     keep &= known
   if on_unknown == "error" and (report.unknown_qids or report.unknown_pids):
@@ -601,7 +726,9 @@ def _read_run_fast(path, depth: int | None, known_qids, known_pids,
     del pairs
   # Number the qids that kept a row in order of first appearance, as the line reader.
   first_kept = np.full(len(unique_qids), len(qid_of_row), dtype=np.int64)
-  np.minimum.at(first_kept, qid_of_row, np.arange(len(qid_of_row), dtype=np.int64))
+  np.minimum.at(
+    first_kept, qid_of_row, np.arange(len(qid_of_row), dtype=np.int64)
+  )
   present = np.flatnonzero(first_kept < len(qid_of_row))
   appearance = present[np.argsort(first_kept[present], kind="stable")]
   del first_kept, present
@@ -625,14 +752,17 @@ def _read_run_fast(path, depth: int | None, known_qids, known_pids,
   return Run([qid_names[i] for i in appearance.tolist()], offsets, pids, report)
 
 
-def read_run(path: str | os.PathLike[str], *,
-             format: RunFormat = "auto",  # pylint: disable=redefined-builtin
-             depth: int | None = None,
-             known_qids: Collection[str] | None = None,
-             known_pids: Collection[str] | None = None,
-             on_unknown: OnUnknown = "skip",
-             on_duplicate: OnDuplicate = "error",
-             encoding_errors: EncodingErrors = "strict") -> Run:
+def read_run(
+  path: str | os.PathLike[str],
+  *,
+  format: RunFormat = "auto",  # pylint: disable=redefined-builtin
+  depth: int | None = None,
+  known_qids: Collection[str] | None = None,
+  known_pids: Collection[str] | None = None,
+  on_unknown: OnUnknown = "skip",
+  on_duplicate: OnDuplicate = "error",
+  encoding_errors: EncodingErrors = "strict",
+) -> Run:
   """Reads a candidate run into a `Run` (``{qid: [pid, ...]}``, best first).
 
   Formats: "trec" (``qid Q0 pid rank score tag``, whitespace-separated), "msmarco"
@@ -674,27 +804,43 @@ def read_run(path: str | os.PathLike[str], *,
   pids = _IdColumn()
   current_qid, current_pids, current_rank = None, {}, 0
   regrouped = False
-  for number, line in iter_lines(path, encoding_errors=encoding_errors, report=report):
+  for number, line in iter_lines(
+    path, encoding_errors=encoding_errors, report=report
+  ):
     if run_format == "auto":
       run_format = _detect_run_format(path, number, line)
     if run_format == "trec":
       fields = line.split()
       if len(fields) != 6:
-        raise FormatError(path, number, "expected 6 whitespace-separated fields 'qid Q0 pid "
-                          f"rank score tag', found {len(fields)} in {line[:60]!r}")
+        raise FormatError(
+          path,
+          number,
+          "expected 6 whitespace-separated fields 'qid Q0 pid "
+          f"rank score tag', found {len(fields)} in {line[:60]!r}",
+        )
       qid, _, pid, rank_text, score, _ = fields
       rank = _parse_rank(path, number, rank_text)
       try:
         float(score)
       except ValueError:
-        raise FormatError(path, number, f"score {score!r} is not a number") from None
+        raise FormatError(
+          path, number, f"score {score!r} is not a number"
+        ) from None
     else:
       fields = line.split("\t")
       expected = 3 if run_format == "msmarco" else 4
       if len(fields) != expected:
-        form = "qid<TAB>pid<TAB>rank" if expected == 3 else "qid<TAB>pid<TAB>query<TAB>passage"
-        raise FormatError(path, number, f"expected {expected} tab-separated fields '{form}',"
-                          f" found {len(fields)} in {line[:60]!r}")
+        form = (
+          "qid<TAB>pid<TAB>rank"
+          if expected == 3
+          else "qid<TAB>pid<TAB>query<TAB>passage"
+        )
+        raise FormatError(
+          path,
+          number,
+          f"expected {expected} tab-separated fields '{form}',"
+          f" found {len(fields)} in {line[:60]!r}",
+        )
       qid, pid = fields[0].strip(), fields[1].strip()
       if not qid or not pid:
         raise FormatError(path, number, "empty qid or pid")
@@ -714,8 +860,12 @@ def read_run(path: str | os.PathLike[str], *,
       continue
     if pid in current_pids:
       if on_duplicate == "error":
-        raise DuplicateIdError(path, number, f"qid {qid!r} lists pid {pid!r} twice (first on "
-                               f"line {current_pids[pid]}); pass on_duplicate='keep_first'")
+        raise DuplicateIdError(
+          path,
+          number,
+          f"qid {qid!r} lists pid {pid!r} twice (first on "
+          f"line {current_pids[pid]}); pass on_duplicate='keep_first'",
+        )
       report.duplicates += 1
       continue
     current_pids[pid] = number
@@ -729,7 +879,9 @@ def read_run(path: str | os.PathLike[str], *,
   pid_values = pid_values[order]
   offsets = np.zeros(len(qid_index) + 1, dtype=np.int64)
   np.cumsum(np.bincount(qidx, minlength=len(qid_index)), out=offsets[1:])
-  if regrouped:  # A qid in several blocks: the per-block duplicate check was not enough.
+  if (
+    regrouped
+  ):  # A qid in several blocks: the per-block duplicate check was not enough.
     keep = np.ones(len(pid_values), dtype=bool)
     for i, qid in enumerate(qid_index):
       seen = set()
@@ -737,22 +889,29 @@ def read_run(path: str | os.PathLike[str], *,
         value = pid_values[j]
         if value in seen:
           if on_duplicate == "error":
-            raise DuplicateIdError(path, None, f"qid {qid!r} lists pid {value} twice")
+            raise DuplicateIdError(
+              path, None, f"qid {qid!r} lists pid {value} twice"
+            )
           keep[j] = False
         seen.add(value)
     if not keep.all():
       report.duplicates += int((~keep).sum())
       kept_qidx = np.repeat(np.arange(len(qid_index)), np.diff(offsets))[keep]
       pid_values = pid_values[keep]
-      np.cumsum(np.bincount(kept_qidx, minlength=len(qid_index)), out=offsets[1:])
+      np.cumsum(
+        np.bincount(kept_qidx, minlength=len(qid_index)), out=offsets[1:]
+      )
   report.rows = len(pid_values)
   report.log()
   return Run(list(qid_index), offsets, pid_values, report)
 
 
-def read_triples(path: str | os.PathLike[str], *,
-                 encoding_errors: EncodingErrors = "strict",
-                 report: ReadReport | None = None) -> Iterator[tuple[str, str, str]]:
+def read_triples(
+  path: str | os.PathLike[str],
+  *,
+  encoding_errors: EncodingErrors = "strict",
+  report: ReadReport | None = None,
+) -> Iterator[tuple[str, str, str]]:
   """Streams ``(query, positive, negative)`` from a ``query \\t pos \\t neg`` file.
 
   Triples files are large (MS-MARCO's train triples: 40M lines), so this is a
@@ -761,12 +920,20 @@ def read_triples(path: str | os.PathLike[str], *,
   Raises:
     FormatError: not 3 tab-separated fields or an empty field.
   """
-  report = report if report is not None else ReadReport(os.fspath(path), "triples")
-  for number, line in iter_lines(path, encoding_errors=encoding_errors, report=report):
+  report = (
+    report if report is not None else ReadReport(os.fspath(path), "triples")
+  )
+  for number, line in iter_lines(
+    path, encoding_errors=encoding_errors, report=report
+  ):
     fields = line.split("\t")
     if len(fields) != 3:
-      raise FormatError(path, number, "expected 3 tab-separated fields 'query<TAB>positive"
-                        f"<TAB>negative', found {len(fields)} in {line[:60]!r}")
+      raise FormatError(
+        path,
+        number,
+        "expected 3 tab-separated fields 'query<TAB>positive"
+        f"<TAB>negative', found {len(fields)} in {line[:60]!r}",
+      )
     if not all(field.strip() for field in fields):
       raise FormatError(path, number, "empty query, positive or negative")
     report.rows += 1
@@ -777,27 +944,36 @@ def read_triples(path: str | os.PathLike[str], *,
 def _check_field(kind: str, value: str, *, allow_spaces: bool) -> str:
   value = str(value)
   bad = ("\t", "\n", "\r") if allow_spaces else None
-  if (bad and any(c in value for c in bad)) or (not bad and any(c.isspace() for c in value)):
-    raise ValueError(f"{kind}={value!r} cannot be written: it contains "
-                     f"{'a tab or newline' if allow_spaces else 'whitespace'}")
+  if (bad and any(c in value for c in bad)) or (
+    not bad and any(c.isspace() for c in value)
+  ):
+    raise ValueError(
+      f"{kind}={value!r} cannot be written: it contains "
+      f"{'a tab or newline' if allow_spaces else 'whitespace'}"
+    )
   if not value.strip():
     raise ValueError(f"{kind}={value!r} cannot be written: it is empty")
   return value
 
 
-def _write_id_text(path, items: Iterable[tuple[str, str]], id_name: str,
-                   text_name: str) -> int:
+def _write_id_text(
+  path, items: Iterable[tuple[str, str]], id_name: str, text_name: str
+) -> int:
   count = 0
   with open(path, "w", encoding="utf-8", newline="\n") as f:
     for key, text in items:
-      f.write(f"{_check_field(id_name, key, allow_spaces=False)}\t"
-              f"{_check_field(text_name, text, allow_spaces=True)}\n")
+      f.write(
+        f"{_check_field(id_name, key, allow_spaces=False)}\t"
+        f"{_check_field(text_name, text, allow_spaces=True)}\n"
+      )
       count += 1
   return count
 
 
-def write_collection(path: str | os.PathLike[str],
-                     passages: Mapping[str, str] | Iterable[tuple[str, str]]) -> int:
+def write_collection(
+  path: str | os.PathLike[str],
+  passages: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> int:
   """Writes ``pid \\t passage`` lines; returns the number written.
 
   Raises:
@@ -807,22 +983,27 @@ def write_collection(path: str | os.PathLike[str],
   return _write_id_text(path, items, "pid", "passage")
 
 
-def write_queries(path: str | os.PathLike[str],
-                  queries: Mapping[str, str] | Iterable[tuple[str, str]]) -> int:
+def write_queries(
+  path: str | os.PathLike[str],
+  queries: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> int:
   """Writes ``qid \\t query`` lines; returns the number written."""
   items = queries.items() if isinstance(queries, Mapping) else queries
   return _write_id_text(path, items, "qid", "query")
 
 
-def write_qrels(path: str | os.PathLike[str],
-                qrels: Mapping[str, Mapping[str, int]]) -> int:
+def write_qrels(
+  path: str | os.PathLike[str], qrels: Mapping[str, Mapping[str, int]]
+) -> int:
   """Writes TREC qrels ``qid 0 pid rel`` (tab-separated, as MS-MARCO's); returns rows."""
   count = 0
   with open(path, "w", encoding="utf-8", newline="\n") as f:
     for qid, judged in qrels.items():
       qid = _check_field("qid", qid, allow_spaces=False)
       for pid, rel in judged.items():
-        f.write(f"{qid}\t0\t{_check_field('pid', pid, allow_spaces=False)}\t{int(rel)}\n")
+        f.write(
+          f"{qid}\t0\t{_check_field('pid', pid, allow_spaces=False)}\t{int(rel)}\n"
+        )
         count += 1
   return count
 
@@ -841,22 +1022,27 @@ def rank_candidates(scores: Mapping[str, float]) -> list[tuple[str, float]]:
 
 class _Desc:
   """Sort key that orders strings in descending order."""
+
   __slots__ = ("value",)
 
   def __init__(self, value: str):
     self.value = value
 
-  def __lt__(self, other: "_Desc") -> bool:
+  def __lt__(self, other: _Desc) -> bool:
     return self.value > other.value
 
   def __eq__(self, other: object) -> bool:
     return isinstance(other, _Desc) and self.value == other.value
 
 
-def write_run(path: str | os.PathLike[str],
-              run: Mapping[str, Mapping[str, float]] | Mapping[str, Sequence[str]], *,
-              format: Literal["trec", "msmarco"] = "trec",  # pylint: disable=redefined-builtin
-              tag: str = "t5rank", depth: int | None = None) -> int:
+def write_run(
+  path: str | os.PathLike[str],
+  run: Mapping[str, Mapping[str, float]] | Mapping[str, Sequence[str]],
+  *,
+  format: Literal["trec", "msmarco"] = "trec",  # pylint: disable=redefined-builtin
+  tag: str = "t5rank",
+  depth: int | None = None,
+) -> int:
   """Writes a run file; returns the number of rows written.
 
   ``run[qid]`` is either ``{pid: score}`` (ranked with `rank_candidates`: score
@@ -885,14 +1071,23 @@ def write_run(path: str | os.PathLike[str],
   return count
 
 
-def write_triples(path: str | os.PathLike[str],
-                  triples: Iterable[tuple[str, str, str]]) -> int:
+def write_triples(
+  path: str | os.PathLike[str], triples: Iterable[tuple[str, str, str]]
+) -> int:
   """Writes ``query \\t positive \\t negative`` lines; returns the number written."""
   count = 0
   with open(path, "w", encoding="utf-8", newline="\n") as f:
     for query, positive, negative in triples:
-      f.write("\t".join(_check_field(name, value, allow_spaces=True) for name, value in
-                        (("query", query), ("positive", positive), ("negative", negative))))
+      f.write(
+        "\t".join(
+          _check_field(name, value, allow_spaces=True)
+          for name, value in (
+            ("query", query),
+            ("positive", positive),
+            ("negative", negative),
+          )
+        )
+      )
       f.write("\n")
       count += 1
   return count

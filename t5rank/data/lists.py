@@ -50,11 +50,17 @@ q2 ['p2', 'p4'] [1. 0.]
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import logging
 import random
+from typing import Any
+from typing import Literal
 import zlib
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -117,14 +123,19 @@ class ListIterator(Iterator[ListExample]):
   that some list has a negative.
   """
 
-  def __init__(self, examples: Iterator[ListExample], report: ListReport, *,
-               training: bool = False):
+  def __init__(
+    self,
+    examples: Iterator[ListExample],
+    report: ListReport,
+    *,
+    training: bool = False,
+  ):
     self._examples = examples
     self.report = report
     self.training = training
     self.read_reports: list[formats.ReadReport] = []
 
-  def __iter__(self) -> "ListIterator":
+  def __iter__(self) -> ListIterator:
     return self
 
   def __next__(self) -> ListExample:
@@ -142,13 +153,17 @@ class ListIterator(Iterator[ListExample]):
     if not report.lists:
       problem = "no training list was built"
     else:
-      problem = (f"none of the {report.lists} training lists has a negative (an item "
-                 "with label 0): lists of positives only teach a ranking loss nothing; "
-                 "check that the run's qids are the training queries' (or use "
-                 "negatives='random')")
+      problem = (
+        f"none of the {report.lists} training lists has a negative (an item "
+        "with label 0): lists of positives only teach a ranking loss nothing; "
+        "check that the run's qids are the training queries' (or use "
+        "negatives='random')"
+      )
     files = "; ".join(r.summary() for r in self.read_reports)
     raise NoTrainingListsError(
-        f"{problem}. Lists: {report.summary()}" + (f". Files: {files}" if files else ""))
+      f"{problem}. Lists: {report.summary()}"
+      + (f". Files: {files}" if files else "")
+    )
 
 
 def query_rng(seed: int, query_id: str) -> random.Random:
@@ -167,8 +182,14 @@ def _fetch(passages: Any, pids: Sequence[str]) -> list[str]:
   return [passages[p] for p in pids]
 
 
-def _random_negatives(rng: random.Random, sampler: Callable[[random.Random, int], list[str]],
-                      size: int, count: int, exclude: set[str], known) -> list[str]:
+def _random_negatives(
+  rng: random.Random,
+  sampler: Callable[[random.Random, int], list[str]],
+  size: int,
+  count: int,
+  exclude: set[str],
+  known,
+) -> list[str]:
   """Up to ``count`` distinct pids not in ``exclude``, drawn uniformly."""
   count = min(count, size - len(exclude))
   chosen: list[str] = []
@@ -186,7 +207,9 @@ def _random_negatives(rng: random.Random, sampler: Callable[[random.Random, int]
   return chosen
 
 
-def _sample_known(rng: random.Random, pool: Sequence[str], need: int, known) -> list[int]:
+def _sample_known(
+  rng: random.Random, pool: Sequence[str], need: int, known
+) -> list[int]:
   """Positions of ``need`` pool items drawn without replacement among known ones.
 
   Only the drawn items are checked (a run's candidates are rarely unknown); an unknown
@@ -203,30 +226,36 @@ def _sample_known(rng: random.Random, pool: Sequence[str], need: int, known) -> 
   return chosen
 
 
-def _sampler(passages: Any) -> tuple[Callable[[random.Random, int], list[str]], int]:
+def _sampler(
+  passages: Any,
+) -> tuple[Callable[[random.Random, int], list[str]], int]:
   sample_ids = getattr(passages, "sample_ids", None)
   if sample_ids is not None:
     return sample_ids, len(passages)
   keys = list(passages)
-  return (lambda rng, k: [keys[rng.randrange(len(keys))] for _ in range(k)]), len(keys)
+  return (
+    lambda rng, k: [keys[rng.randrange(len(keys))] for _ in range(k)]
+  ), len(keys)
 
 
-def build_lists(queries: Mapping[str, str],
-                qrels: Mapping[str, Mapping[str, int]],
-                passages: Any,
-                *,
-                list_size: int,
-                run: Mapping[str, Sequence[str]] | None = None,
-                negatives: Negatives = "run",
-                depth: int | None = None,
-                include_positives: bool = True,
-                max_positives: int | None = None,
-                keep_queries_without_positive: bool = False,
-                shuffle: bool = True,
-                seed: int = 0,
-                qids: Iterable[str] | None = None,
-                on_unknown: formats.OnUnknown = "skip",
-                require_trainable: bool | None = None) -> ListIterator:
+def build_lists(
+  queries: Mapping[str, str],
+  qrels: Mapping[str, Mapping[str, int]],
+  passages: Any,
+  *,
+  list_size: int,
+  run: Mapping[str, Sequence[str]] | None = None,
+  negatives: Negatives = "run",
+  depth: int | None = None,
+  include_positives: bool = True,
+  max_positives: int | None = None,
+  keep_queries_without_positive: bool = False,
+  shuffle: bool = True,
+  seed: int = 0,
+  qids: Iterable[str] | None = None,
+  on_unknown: formats.OnUnknown = "skip",
+  require_trainable: bool | None = None,
+) -> ListIterator:
   """Yields one list example per query (see the module docstring for the dict).
 
   Args:
@@ -265,29 +294,66 @@ def build_lists(queries: Mapping[str, str],
   if depth is not None and depth < 1:
     raise ValueError(f"depth={depth}; expected None or an integer >= 1")
   if max_positives is not None and max_positives < 1:
-    raise ValueError(f"max_positives={max_positives}; expected None or an integer >= 1")
+    raise ValueError(
+      f"max_positives={max_positives}; expected None or an integer >= 1"
+    )
   if run is None and (negatives == "run" or not include_positives):
-    raise ValueError("run=None: negatives='run' and include_positives=False need a "
-                     "candidate run; pass run= or negatives='random'")
+    raise ValueError(
+      "run=None: negatives='run' and include_positives=False need a "
+      "candidate run; pass run= or negatives='random'"
+    )
   report = ListReport()
-  examples = _generate(queries, qrels, passages, run, report, list_size=list_size,
-                       negatives=negatives, depth=depth, include_positives=include_positives,
-                       max_positives=max_positives, keep=keep_queries_without_positive,
-                       shuffle=shuffle, seed=seed, qids=qids, on_unknown=on_unknown)
-  return ListIterator(_log_when_done(examples, report), report,
-                      training=(include_positives if require_trainable is None
-                                else require_trainable))
+  examples = _generate(
+    queries,
+    qrels,
+    passages,
+    run,
+    report,
+    list_size=list_size,
+    negatives=negatives,
+    depth=depth,
+    include_positives=include_positives,
+    max_positives=max_positives,
+    keep=keep_queries_without_positive,
+    shuffle=shuffle,
+    seed=seed,
+    qids=qids,
+    on_unknown=on_unknown,
+  )
+  return ListIterator(
+    _log_when_done(examples, report),
+    report,
+    training=(
+      include_positives if require_trainable is None else require_trainable
+    ),
+  )
 
 
-def _log_when_done(examples: Iterator[ListExample], report: ListReport
-                   ) -> Iterator[ListExample]:
+def _log_when_done(
+  examples: Iterator[ListExample], report: ListReport
+) -> Iterator[ListExample]:
   yield from examples
   logger.info("build_lists: %s", report.summary())
 
 
-def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, negatives,
-              depth, include_positives, max_positives, keep, shuffle, seed, qids,
-              on_unknown) -> Iterator[ListExample]:
+def _generate(
+  queries,
+  qrels,
+  passages,
+  run,
+  report: ListReport,
+  *,
+  list_size,
+  negatives,
+  depth,
+  include_positives,
+  max_positives,
+  keep,
+  shuffle,
+  seed,
+  qids,
+  on_unknown,
+) -> Iterator[ListExample]:
   sampler = size = None
 
   def known(pid: str) -> bool:
@@ -298,7 +364,7 @@ def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, n
     report.missing_passages += 1
     return False
 
-  for qid in (queries if qids is None else qids):
+  for qid in queries if qids is None else qids:
     report.queries += 1
     if qid not in queries:
       if on_unknown == "error":
@@ -315,8 +381,12 @@ def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, n
       candidates = candidates[:depth]
 
     if include_positives:
-      positives = [pid for pid, grade in judged.items() if grade > 0 and known(pid)]
-      if shuffle:  # Random order among equal grades, so truncation picks at random.
+      positives = [
+        pid for pid, grade in judged.items() if grade > 0 and known(pid)
+      ]
+      if (
+        shuffle
+      ):  # Random order among equal grades, so truncation picks at random.
         rng.shuffle(positives)
       positives.sort(key=lambda pid: -judged[pid])
       limit = min(list_size, max_positives or list_size)
@@ -330,7 +400,9 @@ def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, n
       if need and negatives == "run":
         pool = [pid for pid in candidates if pid not in exclude]
         if len(pool) > need:  # A uniform sample, kept in run order.
-          chosen = [pool[i] for i in sorted(_sample_known(rng, pool, need, known))]
+          chosen = [
+            pool[i] for i in sorted(_sample_known(rng, pool, need, known))
+          ]
         else:
           chosen = [pid for pid in pool if known(pid)]
       elif need:
@@ -351,7 +423,9 @@ def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, n
     if not items:
       report.empty += 1
       continue
-    labels = np.array([max(judged.get(pid, 0), 0) for pid in items], dtype=np.float32)
+    labels = np.array(
+      [max(judged.get(pid, 0), 0) for pid in items], dtype=np.float32
+    )
     if not keep and not (labels > 0).any():
       report.dropped_without_positive += 1
       continue
@@ -365,5 +439,10 @@ def _generate(queries, qrels, passages, run, report: ListReport, *, list_size, n
     if (labels > 0).all():
       report.without_negative += 1
     report.lists += 1
-    yield {"query_id": qid, "query": queries[qid], "passage_ids": list(items),
-           "passages": _fetch(passages, items), "label": labels}
+    yield {
+      "query_id": qid,
+      "query": queries[qid],
+      "passage_ids": list(items),
+      "passages": _fetch(passages, items),
+      "label": labels,
+    }

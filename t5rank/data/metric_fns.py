@@ -43,10 +43,15 @@ the list holds.
 """
 
 import collections
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any
+from typing import Union
 
 from absl import logging
 import numpy as np
@@ -62,9 +67,11 @@ def _to_str(value: Any) -> str:
   return str(value)
 
 
-def postprocess_targets(target: Any,
-                        example: Optional[Mapping[str, Any]] = None,
-                        is_target: bool = False) -> Any:
+def postprocess_targets(
+  target: Any,
+  example: Mapping[str, Any] | None = None,
+  is_target: bool = False,
+) -> Any:
   """Turns one cached task example into the ranking target of the metric fns.
 
   seqio calls ``postprocess_fn(target, example=ex, is_target=True)`` for the
@@ -89,13 +96,14 @@ def postprocess_targets(target: Any,
   passage_ids = [_to_str(p) for p in np.asarray(example["passage_ids"])]
   if mask.shape != label.shape or len(passage_ids) != label.shape[0]:
     raise ValueError(
-        f"query_id={_to_str(example['query_id'])}: label {label.shape}, mask "
-        f"{mask.shape} and {len(passage_ids)} passage_ids disagree")
+      f"query_id={_to_str(example['query_id'])}: label {label.shape}, mask "
+      f"{mask.shape} and {len(passage_ids)} passage_ids disagree"
+    )
   return {
-      "label": label,
-      "mask": mask,
-      "query_id": _to_str(example["query_id"]),
-      "passage_ids": passage_ids,
+    "label": label,
+    "mask": mask,
+    "query_id": _to_str(example["query_id"]),
+    "passage_ids": passage_ids,
   }
 
 
@@ -112,6 +120,7 @@ class QueryLists:
     mask: bool [Q', M], False on padding and on items masked in the task.
     num_duplicates: items dropped because their (query, passage) came before.
   """
+
   query_ids: list[str]
   passage_ids: list[list[str]]
   scores: np.ndarray
@@ -124,8 +133,9 @@ def _bucket(n: int) -> int:
   return max(8, 1 << (n - 1).bit_length())
 
 
-def group_by_query(targets: Sequence[TargetType],
-                   scores: Sequence[Sequence[float]]) -> QueryLists:
+def group_by_query(
+  targets: Sequence[TargetType], scores: Sequence[Sequence[float]]
+) -> QueryLists:
   """Joins each target with its row of scores and groups items by query id.
 
   >>> g = group_by_query(
@@ -147,8 +157,9 @@ def group_by_query(targets: Sequence[TargetType],
     n = label.shape[0]
     if row.shape[0] < n:
       raise ValueError(
-          f"example {i} (query_id={target['query_id']}): {n} items but "
-          f"{row.shape[0]} scores")
+        f"example {i} (query_id={target['query_id']}): {n} items but "
+        f"{row.shape[0]} scores"
+      )
     query_items = items.setdefault(target["query_id"], {})
     for pid, s, y, m in zip(target["passage_ids"], row[:n], label, mask):
       if pid in query_items:
@@ -166,15 +177,19 @@ def group_by_query(targets: Sequence[TargetType],
     for j, (s, y, m) in enumerate(query_items.values()):
       out_scores[q, j], out_labels[q, j], out_mask[q, j] = s, y, m
   if duplicates:
-    logging.warning("%d duplicate (query_id, passage_id) items were scored "
-                    "once (first occurrence kept).", duplicates)
+    logging.warning(
+      "%d duplicate (query_id, passage_id) items were scored "
+      "once (first occurrence kept).",
+      duplicates,
+    )
   return QueryLists(
-      query_ids=list(items),
-      passage_ids=[list(v) for v in items.values()],
-      scores=out_scores,
-      labels=out_labels,
-      mask=out_mask,
-      num_duplicates=duplicates)
+    query_ids=list(items),
+    passage_ids=[list(v) for v in items.values()],
+    scores=out_scores,
+    labels=out_labels,
+    mask=out_mask,
+    num_duplicates=duplicates,
+  )
 
 
 QrelsLike = Mapping[str, Mapping[str, int]]
@@ -182,7 +197,7 @@ QrelsSource = Union[str, "os.PathLike[str]", QrelsLike, Callable[[], Any]]
 MISSING_QUERIES = ("zero", "exclude")
 
 
-def load_qrels(qrels: Optional[QrelsSource]) -> Optional[QrelsLike]:
+def load_qrels(qrels: QrelsSource | None) -> QrelsLike | None:
   """``{qid: {pid: grade}}`` from a mapping, a TREC qrels path or a callable.
 
   A callable is called (with no arguments) and its result loaded the same way,
@@ -197,28 +212,34 @@ def load_qrels(qrels: Optional[QrelsSource]) -> Optional[QrelsLike]:
     return load_qrels(qrels())
   if isinstance(qrels, (str, os.PathLike)):
     from t5rank.data import formats  # pylint: disable=g-import-not-at-top
+
     return formats.read_qrels(qrels)
   return qrels
 
 
-def query_lists_from_run(
-    run: Mapping[str, Mapping[str, float]]) -> QueryLists:
+def query_lists_from_run(run: Mapping[str, Mapping[str, float]]) -> QueryLists:
   """A run ``{qid: {pid: score}}`` as `QueryLists` (labels 0: see `evaluate`).
 
   >>> g = query_lists_from_run({"q1": {"a": 1.0, "b": 2.0}, "q2": {}})
   >>> g.query_ids, g.passage_ids, g.scores[0, :2].tolist()
   (['q1', 'q2'], [['a', 'b'], []], [1.0, 2.0])
   """
-  targets = [{"label": np.zeros(len(c), np.float32),
-              "mask": np.ones(len(c), bool), "query_id": qid,
-              "passage_ids": list(c)} for qid, c in run.items()]
+  targets = [
+    {
+      "label": np.zeros(len(c), np.float32),
+      "mask": np.ones(len(c), bool),
+      "query_id": qid,
+      "passage_ids": list(c),
+    }
+    for qid, c in run.items()
+  ]
   rows = [np.fromiter(c.values(), np.float32, len(c)) for c in run.values()]
   return group_by_query(targets, rows)
 
 
-def _ideal_dcg(grades: np.ndarray, topn: Optional[int]) -> float:
+def _ideal_dcg(grades: np.ndarray, topn: int | None) -> float:
   """DCG of ``grades`` sorted best first (gain 2^y - 1, 1/log2(r+1))."""
-  gains = np.sort(2.0**np.maximum(grades, 0) - 1)[::-1][:topn]
+  gains = np.sort(2.0 ** np.maximum(grades, 0) - 1)[::-1][:topn]
   return float(np.sum(gains / np.log2(np.arange(2, gains.size + 2))))
 
 
@@ -227,24 +248,27 @@ def _metric_specs(mrr_topns, ndcg_topns, map_topns, recall_topns, longest):
   specs += [("ndcg", "ndcg_metric", k) for k in ndcg_topns]
   specs += [("map", "ap_metric", k) for k in map_topns]
   skipped = [k for k in recall_topns if k >= longest]
-  specs += [("recall", "recall_metric", k) for k in recall_topns
-            if k < longest]
+  specs += [("recall", "recall_metric", k) for k in recall_topns if k < longest]
   if skipped:  # One line per evaluation.
-    logging.info("%s skipped: the longest list has %d items.",
-                 ", ".join(f"recall@{k}" for k in skipped), longest)
+    logging.info(
+      "%s skipped: the longest list has %d items.",
+      ", ".join(f"recall@{k}" for k in skipped),
+      longest,
+    )
   return tuple(specs)
 
 
-def evaluate(lists: QueryLists,
-             qrels: Optional[QrelsLike] = None,
-             *,
-             mrr_topns: Iterable[Optional[int]] = (10,),
-             ndcg_topns: Iterable[Optional[int]] = (10, None),
-             map_topns: Iterable[Optional[int]] = (None,),
-             recall_topns: Iterable[int] = (100, 1000),
-             missing_queries: str = "zero",
-             exclude_queries_without_relevant: bool = False,
-             ) -> dict[str, float]:
+def evaluate(
+  lists: QueryLists,
+  qrels: QrelsLike | None = None,
+  *,
+  mrr_topns: Iterable[int | None] = (10,),
+  ndcg_topns: Iterable[int | None] = (10, None),
+  map_topns: Iterable[int | None] = (None,),
+  recall_topns: Iterable[int] = (100, 1000),
+  missing_queries: str = "zero",
+  exclude_queries_without_relevant: bool = False,
+) -> dict[str, float]:
   """Ranking metrics of scored lists, averaged over the judged queries.
 
   Semantics of the official MS-MARCO script and of ``trec_eval -c``:
@@ -287,8 +311,9 @@ def evaluate(lists: QueryLists,
   1.0
   """
   if missing_queries not in MISSING_QUERIES:
-    raise ValueError(f"missing_queries={missing_queries!r}; expected one of "
-                     f"{MISSING_QUERIES}")
+    raise ValueError(
+      f"missing_queries={missing_queries!r}; expected one of {MISSING_QUERIES}"
+    )
   mrr_topns, ndcg_topns = tuple(mrr_topns), tuple(ndcg_topns)
   map_topns, recall_topns = tuple(map_topns), tuple(recall_topns)
   # Items in passage id descending order: ties by list position are then
@@ -309,10 +334,11 @@ def evaluate(lists: QueryLists,
   has_items = mask.any(-1)
   relevant = ((labels >= 1) & mask).any(-1)
   longest = int(mask.sum(-1).max(initial=0))
-  specs = _metric_specs(mrr_topns, ndcg_topns, map_topns, recall_topns,
-                        longest)
-  values = {name: np.asarray(v, np.float64) for name, v in
-            _compiled_metrics(specs)(scores, labels, mask).items()}
+  specs = _metric_specs(mrr_topns, ndcg_topns, map_topns, recall_topns, longest)
+  values = {
+    name: np.asarray(v, np.float64)
+    for name, v in _compiled_metrics(specs)(scores, labels, mask).items()
+  }
   if qrels is not None:  # trec_eval's denominators: everything judged.
     for q, qid in enumerate(lists.query_ids):
       judged = qrels.get(qid)
@@ -322,14 +348,15 @@ def evaluate(lists: QueryLists,
       n_rel = float((grades >= 1).sum())
       n_rel_list = float(((labels[q] >= 1) & mask[q]).sum())
       row_grades = labels[q][mask[q]]
-      for (prefix, _, topn) in specs:
+      for prefix, _, topn in specs:
         name = prefix if topn is None else f"{prefix}@{topn}"
         if prefix in ("recall", "map"):
           values[name][q] *= n_rel_list / n_rel if n_rel else 0.0
         elif prefix == "ndcg":
           ideal = _ideal_dcg(grades, topn)
-          values[name][q] *= (_ideal_dcg(row_grades, topn) / ideal
-                              if ideal else 0.0)
+          values[name][q] *= (
+            _ideal_dcg(row_grades, topn) / ideal if ideal else 0.0
+          )
   if qrels is None:
     judged_ids = {q for q, ok in zip(lists.query_ids, has_items) if ok}
   else:
@@ -342,8 +369,9 @@ def evaluate(lists: QueryLists,
     counted = counted[relevant[counted]]
     without_candidates_counted = 0
   else:
-    without_candidates_counted = (without_candidates
-                                  if missing_queries == "zero" else 0)
+    without_candidates_counted = (
+      without_candidates if missing_queries == "zero" else 0
+    )
   denominator = len(counted) + without_candidates_counted
   out = {}
   for name, per_query in values.items():
@@ -355,22 +383,23 @@ def evaluate(lists: QueryLists,
   out["num_judged_queries"] = len(judged_ids)
   out["num_judged_without_candidates"] = without_candidates
   out["num_unjudged_queries"] = sum(q not in judged_ids for q in in_lists)
-  out["num_queries_without_relevant"] = int(
-      (~relevant[np.asarray(rows, np.int64)]).sum()) if rows else 0
+  out["num_queries_without_relevant"] = (
+    int((~relevant[np.asarray(rows, np.int64)]).sum()) if rows else 0
+  )
   out["num_duplicate_items"] = lists.num_duplicates
   return out
 
 
 def make_ranking_metric_fn(
-    *,
-    mrr_topns: Iterable[Optional[int]] = (10,),
-    ndcg_topns: Iterable[Optional[int]] = (10, None),
-    map_topns: Iterable[Optional[int]] = (None,),
-    recall_topns: Iterable[int] = (100, 1000),
-    exclude_queries_without_relevant: bool = False,
-    qrels: Optional[QrelsSource] = None,
-    missing_queries: str = "zero",
-    run_path: Optional[str] = None,
+  *,
+  mrr_topns: Iterable[int | None] = (10,),
+  ndcg_topns: Iterable[int | None] = (10, None),
+  map_topns: Iterable[int | None] = (None,),
+  recall_topns: Iterable[int] = (100, 1000),
+  exclude_queries_without_relevant: bool = False,
+  qrels: QrelsSource | None = None,
+  missing_queries: str = "zero",
+  run_path: str | None = None,
 ) -> Callable[[Sequence[TargetType], Any], dict[str, float]]:
   """Builds a seqio score metric fn ``fn(targets, scores) -> {name: value}``.
 
@@ -400,26 +429,35 @@ def make_ranking_metric_fn(
     recognises as a score metric function.
   """
   if missing_queries not in MISSING_QUERIES:
-    raise ValueError(f"missing_queries={missing_queries!r}; expected one of "
-                     f"{MISSING_QUERIES}")
-  options = dict(mrr_topns=tuple(mrr_topns), ndcg_topns=tuple(ndcg_topns),
-                 map_topns=tuple(map_topns), recall_topns=tuple(recall_topns),
-                 missing_queries=missing_queries,
-                 exclude_queries_without_relevant=(
-                     exclude_queries_without_relevant))
+    raise ValueError(
+      f"missing_queries={missing_queries!r}; expected one of {MISSING_QUERIES}"
+    )
+  options = dict(
+    mrr_topns=tuple(mrr_topns),
+    ndcg_topns=tuple(ndcg_topns),
+    map_topns=tuple(map_topns),
+    recall_topns=tuple(recall_topns),
+    missing_queries=missing_queries,
+    exclude_queries_without_relevant=(exclude_queries_without_relevant),
+  )
 
   def ranking_metrics(targets, scores):
     lists = group_by_query(targets, scores)
     if run_path:
-      write_trec_run(run_path, lists.query_ids, lists.passage_ids,
-                     lists.scores, mask=lists.mask)
+      write_trec_run(
+        run_path,
+        lists.query_ids,
+        lists.passage_ids,
+        lists.scores,
+        mask=lists.mask,
+      )
     return evaluate(lists, load_qrels(qrels), **options)
 
   return ranking_metrics
 
 
-@functools.lru_cache(maxsize=None)
-def _compiled_metrics(specs: tuple[tuple[str, str, Optional[int]], ...]):
+@functools.cache
+def _compiled_metrics(specs: tuple[tuple[str, str, int | None], ...]):
   """One jitted function computing every (prefix, metric name, topn) of specs.
 
   Per query (no reduction). Compiling them together once per shape is several
@@ -428,14 +466,15 @@ def _compiled_metrics(specs: tuple[tuple[str, str, Optional[int]], ...]):
   """
   # Imported here: the ranking room is pure JAX and costs nothing until used.
   import jax  # pylint: disable=g-import-not-at-top
+
   from t5rank.ranking import metrics  # pylint: disable=g-import-not-at-top
 
   def compute(scores, labels, where):
     return {
-        prefix if topn is None else f"{prefix}@{topn}": getattr(
-            metrics, fn_name)(scores, labels, where=where, topn=topn,
-                              reduce_fn=None)
-        for prefix, fn_name, topn in specs
+      prefix if topn is None else f"{prefix}@{topn}": getattr(metrics, fn_name)(
+        scores, labels, where=where, topn=topn, reduce_fn=None
+      )
+      for prefix, fn_name, topn in specs
     }
 
   return jax.jit(compute)
@@ -443,18 +482,21 @@ def _compiled_metrics(specs: tuple[tuple[str, str, Optional[int]], ...]):
 
 ranking_metrics = make_ranking_metric_fn()
 ranking_metrics.__doc__ = (
-    "MRR@10, NDCG@10, NDCG, MAP, recall@100/@1000 over the split (see "
-    "`make_ranking_metric_fn`).")
+  "MRR@10, NDCG@10, NDCG, MAP, recall@100/@1000 over the split (see "
+  "`make_ranking_metric_fn`)."
+)
 
 
-def write_trec_run(path: str,
-                   query_ids: Sequence[str],
-                   passage_ids: Sequence[Sequence[str]],
-                   scores: Sequence[Sequence[float]],
-                   *,
-                   mask: Optional[Sequence[Sequence[bool]]] = None,
-                   tag: str = "t5rank",
-                   depth: Optional[int] = None) -> int:
+def write_trec_run(
+  path: str,
+  query_ids: Sequence[str],
+  passage_ids: Sequence[Sequence[str]],
+  scores: Sequence[Sequence[float]],
+  *,
+  mask: Sequence[Sequence[bool]] | None = None,
+  tag: str = "t5rank",
+  depth: int | None = None,
+) -> int:
   """Writes scored lists as a TREC run (``qid Q0 pid rank score tag``).
 
   Row ``i`` scores ``passage_ids[i][j]`` for query ``query_ids[i]`` with
@@ -476,6 +518,7 @@ def write_trec_run(path: str,
   q1 Q0 d1 3 0.500000 t5rank
   """
   from t5rank.data import formats  # pylint: disable=g-import-not-at-top
+
   run = {}
   for i, (qid, pids) in enumerate(zip(query_ids, passage_ids)):
     row = np.asarray(scores[i], np.float64).reshape(-1)

@@ -70,8 +70,16 @@ class PassageRankingFiles:
 
   collection: str = "collection.tsv"
   splits: tuple[tuple[str, SplitFiles], ...] = (
-      ("train", SplitFiles("queries.train.tsv", "qrels.train.tsv", "run.train.tsv")),
-      ("dev", SplitFiles("queries.dev.small.tsv", "qrels.dev.small.tsv", "run.dev.small.tsv")),
+    (
+      "train",
+      SplitFiles("queries.train.tsv", "qrels.train.tsv", "run.train.tsv"),
+    ),
+    (
+      "dev",
+      SplitFiles(
+        "queries.dev.small.tsv", "qrels.dev.small.tsv", "run.dev.small.tsv"
+      ),
+    ),
   )
 
   def split(self, name: str) -> SplitFiles:
@@ -79,50 +87,67 @@ class PassageRankingFiles:
     for split_name, files in self.splits:
       if split_name == name:
         return files
-    raise KeyError(f"split={name!r}; this directory layout has splits "
-                   f"{[n for n, _ in self.splits]}")
+    raise KeyError(
+      f"split={name!r}; this directory layout has splits "
+      f"{[n for n, _ in self.splits]}"
+    )
 
-  def replace_split(self, name: str, files: SplitFiles) -> "PassageRankingFiles":
+  def replace_split(self, name: str, files: SplitFiles) -> PassageRankingFiles:
     """A copy with split ``name`` set to ``files`` (added when new)."""
-    splits = tuple((n, f) for n, f in self.splits if n != name) + ((name, files),)
+    splits = tuple((n, f) for n, f in self.splits if n != name) + (
+      (name, files),
+    )
     return dataclasses.replace(self, splits=splits)
 
 
 MSMARCO_FILES = PassageRankingFiles()
 
 
-def open_collection(path: str | os.PathLike[str], *, in_memory: bool | None = None,
-                    cache_dir: str | None = None,
-                    encoding_errors: formats.EncodingErrors = "strict",
-                    on_duplicate: formats.OnDuplicate = "error") -> Any:
+def open_collection(
+  path: str | os.PathLike[str],
+  *,
+  in_memory: bool | None = None,
+  cache_dir: str | None = None,
+  encoding_errors: formats.EncodingErrors = "strict",
+  on_duplicate: formats.OnDuplicate = "error",
+) -> Any:
   """A ``{pid: passage}`` dict (small files or ``in_memory=True``) or a `PassageIndex`."""
   if in_memory is None:
     # gzip shrinks MS-MARCO's text about 3x; judge by the uncompressed size.
     size = os.path.getsize(path) * (4 if formats.is_gzip(path) else 1)
     in_memory = size < _IN_MEMORY_BYTES
   if in_memory:
-    return formats.read_collection(path, encoding_errors=encoding_errors,
-                                   on_duplicate=on_duplicate)
-  return collection_lib.PassageIndex(path, cache_dir=cache_dir, encoding_errors=encoding_errors,
-                                     on_duplicate=on_duplicate)
+    return formats.read_collection(
+      path, encoding_errors=encoding_errors, on_duplicate=on_duplicate
+    )
+  return collection_lib.PassageIndex(
+    path,
+    cache_dir=cache_dir,
+    encoding_errors=encoding_errors,
+    on_duplicate=on_duplicate,
+  )
 
 
-def passage_ranking_lists(data_dir: str | os.PathLike[str], split: str, *,
-                          list_size: int,
-                          seed: int = 0,
-                          files: PassageRankingFiles = MSMARCO_FILES,
-                          training: bool | None = None,
-                          negatives: lists_lib.Negatives | None = None,
-                          depth: int | None = None,
-                          max_positives: int | None = None,
-                          keep_queries_without_positive: bool | None = None,
-                          shuffle: bool | None = None,
-                          on_unknown: formats.OnUnknown = "skip",
-                          encoding_errors: formats.EncodingErrors = "strict",
-                          in_memory: bool | None = None,
-                          cache_dir: str | None = None,
-                          on_duplicate: formats.OnDuplicate = "error",
-                          passages: Any = None) -> lists_lib.ListIterator:
+def passage_ranking_lists(
+  data_dir: str | os.PathLike[str],
+  split: str,
+  *,
+  list_size: int,
+  seed: int = 0,
+  files: PassageRankingFiles = MSMARCO_FILES,
+  training: bool | None = None,
+  negatives: lists_lib.Negatives | None = None,
+  depth: int | None = None,
+  max_positives: int | None = None,
+  keep_queries_without_positive: bool | None = None,
+  shuffle: bool | None = None,
+  on_unknown: formats.OnUnknown = "skip",
+  encoding_errors: formats.EncodingErrors = "strict",
+  in_memory: bool | None = None,
+  cache_dir: str | None = None,
+  on_duplicate: formats.OnDuplicate = "error",
+  passages: Any = None,
+) -> lists_lib.ListIterator:
   """Yields the list examples of one split of an MS-MARCO-style directory.
 
   Args:
@@ -158,43 +183,80 @@ def passage_ranking_lists(data_dir: str | os.PathLike[str], split: str, *,
   negatives = negatives or ("run" if split_files.run else "random")
   collection_path = os.path.join(data_dir, files.collection)
   if passages is None:
-    passages = open_collection(collection_path, in_memory=in_memory, cache_dir=cache_dir,
-                               encoding_errors=encoding_errors, on_duplicate=on_duplicate)
+    passages = open_collection(
+      collection_path,
+      in_memory=in_memory,
+      cache_dir=cache_dir,
+      encoding_errors=encoding_errors,
+      on_duplicate=on_duplicate,
+    )
   if training and not len(passages):
     raise lists_lib.NoTrainingListsError(
-        f"{collection_path}: no passages (empty file?): no training list can be built")
-  queries = formats.read_queries(os.path.join(data_dir, split_files.queries),
-                                 encoding_errors=encoding_errors, on_duplicate=on_duplicate)
+      f"{collection_path}: no passages (empty file?): no training list can be built"
+    )
+  queries = formats.read_queries(
+    os.path.join(data_dir, split_files.queries),
+    encoding_errors=encoding_errors,
+    on_duplicate=on_duplicate,
+  )
   read_reports = [queries.report]
   qrels: Any = {}
   if split_files.qrels:
-    qrels = formats.read_qrels(os.path.join(data_dir, split_files.qrels), known_qids=queries,
-                               known_pids=passages, on_unknown=on_unknown,
-                               on_duplicate=on_duplicate, encoding_errors=encoding_errors)
+    qrels = formats.read_qrels(
+      os.path.join(data_dir, split_files.qrels),
+      known_qids=queries,
+      known_pids=passages,
+      on_unknown=on_unknown,
+      on_duplicate=on_duplicate,
+      encoding_errors=encoding_errors,
+    )
     read_reports.append(qrels.report)
-    if training and not any(g > 0 for judged in qrels.values() for g in judged.values()):
+    if training and not any(
+      g > 0 for judged in qrels.values() for g in judged.values()
+    ):
       raise lists_lib.NoTrainingListsError(
-          f"{qrels.report.summary()}: no relevant (grade > 0) passage of "
-          f"{collection_path} ({len(passages)} passages) for a query of "
-          f"{queries.report.path} ({len(queries)} queries): no training list can be built")
+        f"{qrels.report.summary()}: no relevant (grade > 0) passage of "
+        f"{collection_path} ({len(passages)} passages) for a query of "
+        f"{queries.report.path} ({len(queries)} queries): no training list can be built"
+      )
   run = None
   if split_files.run and (negatives == "run" or not training):
     run_depth = depth if training else list_size
-    run = formats.read_run(os.path.join(data_dir, split_files.run), depth=run_depth,
-                           known_qids=queries, known_pids=passages, on_unknown=on_unknown,
-                           on_duplicate=on_duplicate, encoding_errors=encoding_errors)
+    run = formats.read_run(
+      os.path.join(data_dir, split_files.run),
+      depth=run_depth,
+      known_qids=queries,
+      known_pids=passages,
+      on_unknown=on_unknown,
+      on_duplicate=on_duplicate,
+      encoding_errors=encoding_errors,
+    )
     read_reports.append(run.report)
     if training and not run.num_rows:
       raise lists_lib.NoTrainingListsError(
-          f"{run.report.summary()}: no candidate for a query of {queries.report.path} "
-          f"({len(queries)} queries) in {collection_path}: training lists would hold "
-          "positives only and teach nothing; check that the run is the split's (its "
-          "qids those of the queries file), or use negatives='random'")
+        f"{run.report.summary()}: no candidate for a query of {queries.report.path} "
+        f"({len(queries)} queries) in {collection_path}: training lists would hold "
+        "positives only and teach nothing; check that the run is the split's (its "
+        "qids those of the queries file), or use negatives='random'"
+      )
   iterator = lists_lib.build_lists(
-      queries, qrels, passages, list_size=list_size, run=run, negatives=negatives,
-      depth=depth, include_positives=training, max_positives=max_positives,
-      keep_queries_without_positive=(not training if keep_queries_without_positive is None
-                                     else keep_queries_without_positive),
-      shuffle=training if shuffle is None else shuffle, seed=seed, on_unknown=on_unknown)
+    queries,
+    qrels,
+    passages,
+    list_size=list_size,
+    run=run,
+    negatives=negatives,
+    depth=depth,
+    include_positives=training,
+    max_positives=max_positives,
+    keep_queries_without_positive=(
+      not training
+      if keep_queries_without_positive is None
+      else keep_queries_without_positive
+    ),
+    shuffle=training if shuffle is None else shuffle,
+    seed=seed,
+    on_unknown=on_unknown,
+  )
   iterator.read_reports = read_reports
   return iterator

@@ -54,10 +54,12 @@ beside it and opens row 1, the 3-token item fills row 0; the padded slot is
 not packed.
 """
 
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import math
 import threading
-from typing import Iterable, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -94,8 +96,11 @@ class PackingPlan:
 
 
 def _first_fit_decreasing(
-    lengths: Sequence[int], num_rows: int, row_length: int,
-    max_segments_per_row: int):
+  lengths: Sequence[int],
+  num_rows: int,
+  row_length: int,
+  max_segments_per_row: int,
+):
   """First-fit decreasing bin packing; returns (row, segment, offset) or None.
 
   Items are taken longest first (ties by index) and each goes to the first
@@ -124,8 +129,11 @@ def _first_fit_decreasing(
 
 
 def _fit_with_truncation(
-    lengths: Sequence[int], num_rows: int, row_length: int,
-    max_segments_per_row: int):
+  lengths: Sequence[int],
+  num_rows: int,
+  row_length: int,
+  max_segments_per_row: int,
+):
   """Packs `lengths`, capping the longest items until everything fits.
 
   Returns (placement, kept_lengths). The cap is the largest value `c` (found
@@ -135,7 +143,8 @@ def _fit_with_truncation(
   """
   lengths = [min(length, row_length) for length in lengths]
   placement = _first_fit_decreasing(
-      lengths, num_rows, row_length, max_segments_per_row)
+    lengths, num_rows, row_length, max_segments_per_row
+  )
   if placement is not None:
     return placement, lengths
   lo, hi = 1, max(lengths) - 1  # lo always fits, hi + 1 does not.
@@ -144,26 +153,29 @@ def _fit_with_truncation(
     cap = (lo + hi) // 2
     capped = [min(length, cap) for length in lengths]
     fit = _first_fit_decreasing(
-        capped, num_rows, row_length, max_segments_per_row)
+      capped, num_rows, row_length, max_segments_per_row
+    )
     if fit is None:
       hi = cap - 1
     else:
       best, lo = (fit, capped), cap + 1
   if best is None:  # Only cap 1 is left; first-fit is not monotone in sizes.
     capped = [1] * len(lengths)
-    best = (_first_fit_decreasing(
-        capped, num_rows, row_length, max_segments_per_row), capped)
+    best = (
+      _first_fit_decreasing(capped, num_rows, row_length, max_segments_per_row),
+      capped,
+    )
   return best
 
 
 def plan_packing(
-    lengths: np.ndarray,
-    mask: np.ndarray,
-    *,
-    num_rows: int,
-    row_length: int,
-    max_segments_per_row: int,
-    num_shards: int = 1,
+  lengths: np.ndarray,
+  mask: np.ndarray,
+  *,
+  num_rows: int,
+  row_length: int,
+  max_segments_per_row: int,
+  num_shards: int = 1,
 ) -> PackingPlan:
   """Plans how the real items of `B` lists pack into `num_rows` rows.
 
@@ -202,20 +214,23 @@ def plan_packing(
   mask = np.asarray(mask, dtype=bool)
   if lengths.ndim != 2 or lengths.shape != mask.shape:
     raise ValueError(
-        f"lengths and mask must both be [B, L]; got lengths.shape="
-        f"{lengths.shape}, mask.shape={mask.shape}")
+      f"lengths and mask must both be [B, L]; got lengths.shape="
+      f"{lengths.shape}, mask.shape={mask.shape}"
+    )
   num_lists, list_size = lengths.shape
   if num_shards < 1 or num_lists % num_shards or num_rows % num_shards:
     raise ValueError(
-        f"num_shards={num_shards} must divide the number of lists "
-        f"({num_lists}) and num_rows={num_rows}")
+      f"num_shards={num_shards} must divide the number of lists "
+      f"({num_lists}) and num_rows={num_rows}"
+    )
   _check_sizes(row_length, max_segments_per_row)
   empty = mask & (lengths < 1)
   if empty.any():
     b, l = np.argwhere(empty)[0]
     raise ValueError(
-        f"item [{b}, {l}] is a real item (mask=True) but has length "
-        f"{lengths[b, l]}; real items need at least one token")
+      f"item [{b}, {l}] is a real item (mask=True) but has length "
+      f"{lengths[b, l]}; real items need at least one token"
+    )
 
   lists_per_shard = num_lists // num_shards
   rows_per_shard = num_rows // num_shards
@@ -235,13 +250,15 @@ def plan_packing(
     capacity = rows_per_shard * min(row_length, max_segments_per_row)
     if len(where) > capacity:
       raise ValueError(
-          f"shard {shard} has {len(where)} real items but its "
-          f"{rows_per_shard} rows hold at most {capacity} items "
-          f"(max_segments_per_row={max_segments_per_row}, "
-          f"row_length={row_length}); raise the rows per pack")
+        f"shard {shard} has {len(where)} real items but its "
+        f"{rows_per_shard} rows hold at most {capacity} items "
+        f"(max_segments_per_row={max_segments_per_row}, "
+        f"row_length={row_length}); raise the rows per pack"
+      )
     wanted = [int(x) for x in lengths[lists][mask[lists]]]
     (rows, segments, offsets), kept = _fit_with_truncation(
-        wanted, rows_per_shard, row_length, max_segments_per_row)
+      wanted, rows_per_shard, row_length, max_segments_per_row
+    )
     b = where[:, 0] + shard * lists_per_shard
     l = where[:, 1]
     item_row[b, l] = np.asarray(rows, np.int32) + first_row
@@ -251,26 +268,33 @@ def plan_packing(
     cut = np.asarray(wanted) - np.asarray(kept)
     truncated_items += int(np.count_nonzero(cut))
     truncated_tokens += int(cut.sum())
-  return PackingPlan(item_row, item_segment, item_offset, item_length,
-                     truncated_items, truncated_tokens)
+  return PackingPlan(
+    item_row,
+    item_segment,
+    item_offset,
+    item_length,
+    truncated_items,
+    truncated_tokens,
+  )
 
 
 def _check_sizes(row_length: int, max_segments_per_row: int) -> None:
   if row_length < 1 or max_segments_per_row < 1:
     raise ValueError(
-        f"row_length={row_length} and max_segments_per_row="
-        f"{max_segments_per_row} must be positive")
+      f"row_length={row_length} and max_segments_per_row="
+      f"{max_segments_per_row} must be positive"
+    )
 
 
 def pack_lists(
-    tokens: np.ndarray,
-    mask: np.ndarray,
-    targets: Optional[np.ndarray] = None,
-    *,
-    num_rows: int,
-    row_length: int,
-    max_segments_per_row: int,
-    num_shards: int = 1,
+  tokens: np.ndarray,
+  mask: np.ndarray,
+  targets: np.ndarray | None = None,
+  *,
+  num_rows: int,
+  row_length: int,
+  max_segments_per_row: int,
+  num_shards: int = 1,
 ) -> dict[str, np.ndarray]:
   """Packs a batch of tokenised lists into rows (NumPy; the converter's core).
 
@@ -306,15 +330,22 @@ dtype=int32))
   mask = np.asarray(mask, dtype=bool)
   if tokens.ndim != 3 or tokens.shape[:2] != mask.shape:
     raise ValueError(
-        f"tokens must be [B, L, T] and mask [B, L]; got tokens.shape="
-        f"{tokens.shape}, mask.shape={mask.shape}")
+      f"tokens must be [B, L, T] and mask [B, L]; got tokens.shape="
+      f"{tokens.shape}, mask.shape={mask.shape}"
+    )
   # An item's length is up to its last non-pad token.
   nonpad = tokens != 0
   lengths = np.where(
-      nonpad.any(-1), tokens.shape[-1] - np.argmax(nonpad[..., ::-1], -1), 0)
+    nonpad.any(-1), tokens.shape[-1] - np.argmax(nonpad[..., ::-1], -1), 0
+  )
   plan = plan_packing(
-      lengths, mask, num_rows=num_rows, row_length=row_length,
-      max_segments_per_row=max_segments_per_row, num_shards=num_shards)
+    lengths,
+    mask,
+    num_rows=num_rows,
+    row_length=row_length,
+    max_segments_per_row=max_segments_per_row,
+    num_shards=num_shards,
+  )
 
   b, l = np.nonzero(mask)
   kept = plan.item_length[b, l]
@@ -330,25 +361,27 @@ dtype=int32))
   encoder_segment_ids[rows, columns] = plan.item_segment[b, l][item]
   encoder_positions[rows, columns] = position
   out = {
-      "encoder_input_tokens": encoder_input_tokens,
-      "encoder_segment_ids": encoder_segment_ids,
-      "encoder_positions": encoder_positions,
-      "item_row": plan.item_row,
-      "item_segment": plan.item_segment,
-      "packing_truncated_items": np.int32(plan.truncated_items),
-      "packing_truncated_tokens": np.int32(plan.truncated_tokens),
+    "encoder_input_tokens": encoder_input_tokens,
+    "encoder_segment_ids": encoder_segment_ids,
+    "encoder_positions": encoder_positions,
+    "item_row": plan.item_row,
+    "item_segment": plan.item_segment,
+    "packing_truncated_items": np.int32(plan.truncated_items),
+    "packing_truncated_tokens": np.int32(plan.truncated_tokens),
   }
   if targets is not None:
     targets = np.asarray(targets)
     if targets.shape != mask.shape:
       raise ValueError(
-          f"targets must be [B, L] like mask; got targets.shape="
-          f"{targets.shape}, mask.shape={mask.shape}")
+        f"targets must be [B, L] like mask; got targets.shape="
+        f"{targets.shape}, mask.shape={mask.shape}"
+      )
     if (targets[mask] == 0).any():
       b0, l0 = np.argwhere(mask & (targets == 0))[0]
       raise ValueError(
-          f"item [{b0}, {l0}] is a real item with target token 0 (padding); "
-          "T5X would mask its decoder position")
+        f"item [{b0}, {l0}] is a real item with target token 0 (padding); "
+        "T5X would mask its decoder position"
+      )
     shape = (num_rows, max_segments_per_row)
     decoder_target_tokens = np.zeros(shape, np.int32)
     decoder_segment_ids = np.zeros(shape, np.int32)
@@ -356,23 +389,23 @@ dtype=int32))
     decoder_target_tokens[slot] = targets[b, l]
     decoder_segment_ids[slot] = plan.item_segment[b, l]
     out.update(
-        decoder_input_tokens=np.zeros(shape, np.int32),
-        decoder_target_tokens=decoder_target_tokens,
-        decoder_segment_ids=decoder_segment_ids,
-        decoder_positions=np.zeros(shape, np.int32),
+      decoder_input_tokens=np.zeros(shape, np.int32),
+      decoder_target_tokens=decoder_target_tokens,
+      decoder_segment_ids=decoder_segment_ids,
+      decoder_positions=np.zeros(shape, np.int32),
     )
   return out
 
 
 def estimate_rows(
-    list_lengths: Iterable[Sequence[int]],
-    *,
-    lists_per_pack: int,
-    row_length: int,
-    max_segments_per_row: int,
-    margin: float = 0.0,
-    num_trials: int = 1000,
-    seed: int = 0,
+  list_lengths: Iterable[Sequence[int]],
+  *,
+  lists_per_pack: int,
+  row_length: int,
+  max_segments_per_row: int,
+  margin: float = 0.0,
+  num_trials: int = 1000,
+  seed: int = 0,
 ) -> int:
   """Rows per pack that fit `lists_per_pack` lists drawn like the sample.
 
@@ -399,8 +432,10 @@ def estimate_rows(
   2
   """
   _check_sizes(row_length, max_segments_per_row)
-  sample = [[min(int(x), row_length) for x in lengths if x > 0]
-            for lengths in list_lengths]
+  sample = [
+    [min(int(x), row_length) for x in lengths if x > 0]
+    for lengths in list_lengths
+  ]
   if not sample:
     raise ValueError("estimate_rows needs at least one list in the sample")
   rng = np.random.default_rng(seed)
@@ -411,7 +446,8 @@ def estimate_rows(
     if not items:
       continue
     rows, _, _ = _first_fit_decreasing(
-        items, len(items), row_length, max_segments_per_row)
+      items, len(items), row_length, max_segments_per_row
+    )
     needed = max(needed, max(rows) + 1)
   return max(1, math.ceil(needed * (1.0 + margin)))
 
@@ -427,16 +463,20 @@ def _item_lengths(inputs) -> tf.Tensor:
 
 
 def sample_list_lengths(
-    ds: tf.data.Dataset, num_lists: int = 1000) -> list[np.ndarray]:
+  ds: tf.data.Dataset, num_lists: int = 1000
+) -> list[np.ndarray]:
   """Token counts of the real items of the first `num_lists` lists of `ds`.
 
   `ds` yields task features (`inputs` [L, T], ragged or 0-padded, and `mask`
   [L]); the result feeds `estimate_rows`.
   """
+
   def lengths(ex):
     return tf.boolean_mask(_item_lengths(ex["inputs"]), ex["mask"])
-  return [np.asarray(x) for x in ds.take(num_lists).map(lengths)
-          .as_numpy_iterator()]
+
+  return [
+    np.asarray(x) for x in ds.take(num_lists).map(lengths).as_numpy_iterator()
+  ]
 
 
 class RankingPackedFeatureConverter(seqio.FeatureConverter):
@@ -470,40 +510,40 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
   # The task features of the padding ranking converters.
   TASK_FEATURES = feature_converters._LIST_TASK_FEATURES
   _ENCODER_FEATURES = {
-      "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2),
-      "encoder_segment_ids": _Spec(dtype=tf.int32, rank=2),
-      "encoder_positions": _Spec(dtype=tf.int32, rank=2),
-      "item_row": _Spec(dtype=tf.int32, rank=2),
-      "item_segment": _Spec(dtype=tf.int32, rank=2),
-      "label": _Spec(dtype=tf.float32, rank=2),
-      "mask": _Spec(dtype=tf.bool, rank=2),
-      "packing_truncated_items": _Spec(dtype=tf.int32, rank=0),
-      "packing_truncated_tokens": _Spec(dtype=tf.int32, rank=0),
+    "encoder_input_tokens": _Spec(dtype=tf.int32, rank=2),
+    "encoder_segment_ids": _Spec(dtype=tf.int32, rank=2),
+    "encoder_positions": _Spec(dtype=tf.int32, rank=2),
+    "item_row": _Spec(dtype=tf.int32, rank=2),
+    "item_segment": _Spec(dtype=tf.int32, rank=2),
+    "label": _Spec(dtype=tf.float32, rank=2),
+    "mask": _Spec(dtype=tf.bool, rank=2),
+    "packing_truncated_items": _Spec(dtype=tf.int32, rank=0),
+    "packing_truncated_tokens": _Spec(dtype=tf.int32, rank=0),
   }
   _DECODER_FEATURES = {
-      "decoder_input_tokens": _Spec(dtype=tf.int32, rank=2),
-      "decoder_target_tokens": _Spec(dtype=tf.int32, rank=2),
-      "decoder_segment_ids": _Spec(dtype=tf.int32, rank=2),
-      "decoder_positions": _Spec(dtype=tf.int32, rank=2),
+    "decoder_input_tokens": _Spec(dtype=tf.int32, rank=2),
+    "decoder_target_tokens": _Spec(dtype=tf.int32, rank=2),
+    "decoder_segment_ids": _Spec(dtype=tf.int32, rank=2),
+    "decoder_positions": _Spec(dtype=tf.int32, rank=2),
   }
   MODEL_FEATURES = {**_ENCODER_FEATURES, **_DECODER_FEATURES}
   PACKING_FEATURE_DTYPES = {}
   _WITH_DECODER = True
 
   def __init__(
-      self,
-      pack: bool = True,
-      use_custom_packing_ops: bool = False,
-      apply_length_check: bool = True,
-      bos_id: int = 0,
-      *,
-      row_length: int = 512,
-      max_segments_per_row: int = 16,
-      lists_per_pack: int = 8,
-      rows_per_pack: Optional[int] = None,
-      rows_per_list: Optional[int] = None,
-      row_margin: float = 0.0,
-      num_sample_lists: int = 1000,
+    self,
+    pack: bool = True,
+    use_custom_packing_ops: bool = False,
+    apply_length_check: bool = True,
+    bos_id: int = 0,
+    *,
+    row_length: int = 512,
+    max_segments_per_row: int = 16,
+    lists_per_pack: int = 8,
+    rows_per_pack: int | None = None,
+    rows_per_list: int | None = None,
+    row_margin: float = 0.0,
+    num_sample_lists: int = 1000,
   ):
     """Initialises the converter.
 
@@ -542,36 +582,47 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
 
   def _list_size(self, task_feature_lengths) -> tuple[int, int]:
     list_size, max_tokens, _ = feature_converters.list_and_token_lengths(
-        task_feature_lengths)
+      task_feature_lengths
+    )
     return list_size, max_tokens
 
   def _check_rows(self, list_size: int) -> None:
     capacity = self.num_rows * min(self.row_length, self.max_segments_per_row)
     if capacity < self.lists_per_pack * list_size:
       raise ValueError(
-          f"{self.num_rows} rows x {self.max_segments_per_row} segments hold "
-          f"{capacity} items, fewer than lists_per_pack x LIST_SIZE = "
-          f"{self.lists_per_pack} x {list_size}; raise rows or "
-          "max_segments_per_row so no item can be dropped")
+        f"{self.num_rows} rows x {self.max_segments_per_row} segments hold "
+        f"{capacity} items, fewer than lists_per_pack x LIST_SIZE = "
+        f"{self.lists_per_pack} x {list_size}; raise rows or "
+        "max_segments_per_row so no item can be dropped"
+      )
 
   def _convert_features(
-      self, ds: tf.data.Dataset,
-      task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
+    self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]
+  ) -> tf.data.Dataset:
     list_size, max_tokens = self._list_size(task_feature_lengths)
     if self.num_rows is None:
       estimate = estimate_rows(
-          sample_list_lengths(ds, self.num_sample_lists),
-          lists_per_pack=self.lists_per_pack, row_length=self.row_length,
-          max_segments_per_row=self.max_segments_per_row,
-          margin=self.row_margin)
+        sample_list_lengths(ds, self.num_sample_lists),
+        lists_per_pack=self.lists_per_pack,
+        row_length=self.row_length,
+        max_segments_per_row=self.max_segments_per_row,
+        margin=self.row_margin,
+      )
       # Enough segments for full lists, so an item never lacks a slot.
-      least = -(-self.lists_per_pack * list_size // min(
-          self.row_length, self.max_segments_per_row))
+      least = -(
+        -self.lists_per_pack
+        * list_size
+        // min(self.row_length, self.max_segments_per_row)
+      )
       self.num_rows = max(estimate, least)
       logging.info(
-          "Packed ranking batches: %d rows of %d tokens per %d list(s), "
-          "estimated from the first %d lists", self.num_rows,
-          self.row_length, self.lists_per_pack, self.num_sample_lists)
+        "Packed ranking batches: %d rows of %d tokens per %d list(s), "
+        "estimated from the first %d lists",
+        self.num_rows,
+        self.row_length,
+        self.lists_per_pack,
+        self.num_sample_lists,
+      )
     self._check_rows(list_size)
 
     def to_dense(ex):
@@ -581,10 +632,10 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
       else:
         inputs = _pad_to(inputs, [list_size, max_tokens])
       return {
-          "inputs": inputs,
-          "targets": _pad_to(ex["targets"][:, :1], [list_size, 1])[:, 0],
-          "label": _pad_to(ex["label"], [list_size]),
-          "mask": _pad_to(ex["mask"], [list_size]),
+        "inputs": inputs,
+        "targets": _pad_to(ex["targets"][:, :1], [list_size, 1])[:, 0],
+        "label": _pad_to(ex["label"], [list_size]),
+        "mask": _pad_to(ex["mask"], [list_size]),
       }
 
     ds = ds.map(to_dense, num_parallel_calls=tf.data.AUTOTUNE)
@@ -601,9 +652,11 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
     """Packs one tf batch of up to G dense lists into a pack element."""
     names = self._numpy_outputs()
     outputs = tf.numpy_function(
-        self._pack_numpy,
-        [batch["inputs"], batch["mask"], batch["targets"]],
-        [tf.int32] * len(names), stateful=False)
+      self._pack_numpy,
+      [batch["inputs"], batch["mask"], batch["targets"]],
+      [tf.int32] * len(names),
+      stateful=False,
+    )
     features = dict(zip(names, outputs))
     groups = self.lists_per_pack
     for name, value in features.items():
@@ -630,9 +683,13 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
       mask = np.pad(mask, [(0, missing), (0, 0)])
       targets = np.pad(targets, [(0, missing), (0, 0)])
     out = pack_lists(
-        tokens, mask, targets if self._WITH_DECODER else None,
-        num_rows=self.num_rows, row_length=self.row_length,
-        max_segments_per_row=self.max_segments_per_row)
+      tokens,
+      mask,
+      targets if self._WITH_DECODER else None,
+      num_rows=self.num_rows,
+      row_length=self.row_length,
+      max_segments_per_row=self.max_segments_per_row,
+    )
     items = int(out["packing_truncated_items"])
     with self._lock:
       self.packs += 1
@@ -640,28 +697,41 @@ class RankingPackedFeatureConverter(seqio.FeatureConverter):
         self.truncated_items += items
         self.truncated_tokens += int(out["packing_truncated_tokens"])
         logging.log_every_n_seconds(
-            logging.WARNING,
-            "Packed ranking batches: %d items of %d packs truncated so far "
-            "(%d tokens) to fit %d rows of %d tokens; raise rows_per_pack / "
-            "rows_per_list if this is frequent", 60, self.truncated_items,
-            self.packs, self.truncated_tokens, self.num_rows, self.row_length)
+          logging.WARNING,
+          "Packed ranking batches: %d items of %d packs truncated so far "
+          "(%d tokens) to fit %d rows of %d tokens; raise rows_per_pack / "
+          "rows_per_list if this is frequent",
+          60,
+          self.truncated_items,
+          self.packs,
+          self.truncated_tokens,
+          self.num_rows,
+          self.row_length,
+        )
     return [np.asarray(out[name], np.int32) for name in self._numpy_outputs()]
 
   def get_model_feature_lengths(
-      self, task_feature_lengths: Mapping[str, int]) -> Mapping[str, int]:
+    self, task_feature_lengths: Mapping[str, int]
+  ) -> Mapping[str, int]:
     """Full shapes of one element's model features (ranks follow the table)."""
     list_size, _ = self._list_size(task_feature_lengths)
     if self.num_rows is None:
       raise ValueError(
-          "rows per pack are estimated when the dataset is converted; set "
-          "rows_per_pack / rows_per_list to know the shapes beforehand")
+        "rows per pack are estimated when the dataset is converted; set "
+        "rows_per_pack / rows_per_list to know the shapes beforehand"
+      )
     rows = (self.num_rows, self.row_length)
     lists = (self.lists_per_pack, list_size)
     lengths = {
-        "encoder_input_tokens": rows, "encoder_segment_ids": rows,
-        "encoder_positions": rows, "item_row": lists, "item_segment": lists,
-        "label": lists, "mask": lists, "packing_truncated_items": (),
-        "packing_truncated_tokens": (),
+      "encoder_input_tokens": rows,
+      "encoder_segment_ids": rows,
+      "encoder_positions": rows,
+      "item_row": lists,
+      "item_segment": lists,
+      "label": lists,
+      "mask": lists,
+      "packing_truncated_items": (),
+      "packing_truncated_tokens": (),
     }
     if self._WITH_DECODER:
       for name in self._DECODER_FEATURES:

@@ -44,7 +44,8 @@ Example (ByteVocabulary: ids are UTF-8 bytes + 3, EOS is 1):
 [[116, 100, 1], [116, 102, 1]]
 """
 
-from typing import Mapping, Optional, Sequence, Union
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 import seqio
 import tensorflow as tf
@@ -59,15 +60,21 @@ DEFAULT_TEMPLATE = "Query: {query} Document: {passage}"
 DEFAULT_SCORE_TOKEN = "<extra_id_10>"
 BYTE_SCORE_TOKEN_ID = 258
 
-_LIST_FEATURES = ("passage_ids", "passages", "label", "mask", "inputs",
-                  "targets")
+_LIST_FEATURES = (
+  "passage_ids",
+  "passages",
+  "label",
+  "mask",
+  "inputs",
+  "targets",
+)
 
-LengthType = Union[int, Sequence[int], None]
+LengthType = int | Sequence[int] | None
 
 
 def _list_and_token_lengths(
-    sequence_length: Optional[Mapping[str, LengthType]],
-) -> tuple[Optional[int], Optional[int]]:
+  sequence_length: Mapping[str, LengthType] | None,
+) -> tuple[int | None, int | None]:
   """Returns (list size L, token budget T) from seqio's `sequence_length`.
 
   ``inputs`` is ``(L, T)`` in ranking tasks; an int means ``T`` alone (a plain
@@ -83,8 +90,9 @@ def _list_and_token_lengths(
     inputs = tuple(inputs)
     if len(inputs) != 2:
       raise ValueError(
-          f"sequence_length['inputs']={inputs!r}: expected (list_size, "
-          "tokens) or tokens")
+        f"sequence_length['inputs']={inputs!r}: expected (list_size, "
+        "tokens) or tokens"
+      )
     list_size, tokens = inputs
   label = sequence_length.get("label")
   if list_size is None and label is not None:
@@ -93,8 +101,8 @@ def _list_and_token_lengths(
 
 
 def truncate_lists(
-    dataset: tf.data.Dataset,
-    sequence_length: Optional[Mapping[str, LengthType]] = None,
+  dataset: tf.data.Dataset,
+  sequence_length: Mapping[str, LengthType] | None = None,
 ) -> tf.data.Dataset:
   """Keeps the first ``L`` items of every list feature.
 
@@ -118,8 +126,8 @@ def truncate_lists(
   @seqio.map_over_dataset
   def truncate(features):
     return {
-        k: v[:list_size] if k in _LIST_FEATURES else v
-        for k, v in features.items()
+      k: v[:list_size] if k in _LIST_FEATURES else v
+      for k, v in features.items()
     }
 
   return truncate(dataset)
@@ -127,9 +135,9 @@ def truncate_lists(
 
 @seqio.map_over_dataset
 def format_inputs(
-    features: Mapping[str, tf.Tensor],
-    template: str = DEFAULT_TEMPLATE,
-    keep_texts: bool = False,
+  features: Mapping[str, tf.Tensor],
+  template: str = DEFAULT_TEMPLATE,
+  keep_texts: bool = False,
 ) -> dict[str, tf.Tensor]:
   """Writes ``inputs[i] = template.format(query=query, passage=passages[i])``.
 
@@ -169,26 +177,28 @@ def _split_template(template: str) -> list[tuple[str, str]]:
       break
     field = min(starts, key=starts.get)
     if starts[field] > 0:
-      pieces.append(("text", rest[:starts[field]]))
+      pieces.append(("text", rest[: starts[field]]))
     pieces.append((field, ""))
-    rest = rest[starts[field] + len(field) + 2:]
+    rest = rest[starts[field] + len(field) + 2 :]
   if sum(kind == "passage" for kind, _ in pieces) != 1:
     raise ValueError(
-        f"template={template!r}: expected exactly one '{{passage}}' field")
+      f"template={template!r}: expected exactly one '{{passage}}' field"
+    )
   if sum(kind == "query" for kind, _ in pieces) > 1:
     raise ValueError(f"template={template!r}: '{{query}}' appears twice")
   leftover = "".join(t for kind, t in pieces if kind == "text")
   if "{" in leftover or "}" in leftover:
     raise ValueError(
-        f"template={template!r}: only '{{query}}' and '{{passage}}' fields "
-        "are supported")
+      f"template={template!r}: only '{{query}}' and '{{passage}}' fields "
+      "are supported"
+    )
   return pieces
 
 
 def encode_strings(
-    vocabulary: seqio.Vocabulary,
-    strings: tf.Tensor,
-    max_tokens: Optional[int] = None,
+  vocabulary: seqio.Vocabulary,
+  strings: tf.Tensor,
+  max_tokens: int | None = None,
 ) -> tf.RaggedTensor:
   """Tokenises a 1-D string tensor into ragged int32 ids ``[n, None]``.
 
@@ -216,9 +226,10 @@ def encode_strings(
     ids = vocabulary.encode_tf(strings)
   else:
     ids = tf.map_fn(
-        vocabulary.encode_tf,
-        strings,
-        fn_output_signature=tf.RaggedTensorSpec([None], tf.int32))
+      vocabulary.encode_tf,
+      strings,
+      fn_output_signature=tf.RaggedTensorSpec([None], tf.int32),
+    )
   if not isinstance(ids, tf.RaggedTensor):
     ids = tf.RaggedTensor.from_tensor(ids)
   ids = tf.cast(ids, tf.int32)
@@ -233,10 +244,10 @@ def _byte_offset(vocabulary: seqio.ByteVocabulary) -> int:
 
 
 def tokenize_inputs(
-    dataset: tf.data.Dataset,
-    output_features: Mapping[str, seqio.Feature],
-    sequence_length: Optional[Mapping[str, LengthType]] = None,
-    feature: str = "inputs",
+  dataset: tf.data.Dataset,
+  output_features: Mapping[str, seqio.Feature],
+  sequence_length: Mapping[str, LengthType] | None = None,
+  feature: str = "inputs",
 ) -> tf.data.Dataset:
   """Tokenises the ``[L]`` strings of ``feature`` into ragged ids ``[L, None]``.
 
@@ -255,10 +266,13 @@ def tokenize_inputs(
   spec = output_features[feature]
   vocab = spec.vocabulary
   _, tokens = _list_and_token_lengths(
-      {"inputs": sequence_length.get(feature)} if sequence_length else None)
+    {"inputs": sequence_length.get(feature)} if sequence_length else None
+  )
   if tokens is not None and spec.add_eos and tokens < 1:
-    raise ValueError(f"sequence_length[{feature!r}] token budget={tokens}: "
-                     "need at least 1 token for EOS")
+    raise ValueError(
+      f"sequence_length[{feature!r}] token budget={tokens}: "
+      "need at least 1 token for EOS"
+    )
   budget = None if tokens is None else tokens - int(bool(spec.add_eos))
 
   @seqio.map_over_dataset
@@ -274,8 +288,9 @@ def tokenize_inputs(
   return tokenize(dataset)
 
 
-def score_token_id(vocabulary: seqio.Vocabulary,
-                   score_token: Union[str, int, None] = None) -> int:
+def score_token_id(
+  vocabulary: seqio.Vocabulary, score_token: str | int | None = None
+) -> int:
   """The id whose logit is the item's score.
 
   ``score_token`` may be an id, a token string that the vocabulary encodes to
@@ -297,20 +312,23 @@ def score_token_id(vocabulary: seqio.Vocabulary,
     ids = list(vocabulary.encode(score_token))
     if len(ids) != 1:
       raise ValueError(
-          f"score_token={score_token!r} encodes to {len(ids)} ids {ids} with "
-          f"{type(vocabulary).__name__}; give a token that is one id, or the "
-          "id itself")
+        f"score_token={score_token!r} encodes to {len(ids)} ids {ids} with "
+        f"{type(vocabulary).__name__}; give a token that is one id, or the "
+        "id itself"
+      )
     token_id = int(ids[0])
   if not 0 <= token_id < vocabulary.vocab_size:
-    raise ValueError(f"score_token id={token_id} is outside the vocabulary "
-                     f"(size {vocabulary.vocab_size})")
+    raise ValueError(
+      f"score_token id={token_id} is outside the vocabulary "
+      f"(size {vocabulary.vocab_size})"
+    )
   return token_id
 
 
 def add_score_targets(
-    dataset: tf.data.Dataset,
-    output_features: Mapping[str, seqio.Feature],
-    score_token: Union[str, int, None] = None,
+  dataset: tf.data.Dataset,
+  output_features: Mapping[str, seqio.Feature],
+  score_token: str | int | None = None,
 ) -> tf.data.Dataset:
   """Adds ``targets`` ``[L, 1]``: the score token's id for every item.
 
@@ -376,8 +394,8 @@ def shuffle_lists(dataset: tf.data.Dataset, seed: int = 0) -> tf.data.Dataset:
     n = tf.shape(features["label"])[0]
     order = tf.random.experimental.stateless_shuffle(tf.range(n), op_seed)
     return {
-        k: tf.gather(v, order) if k in _LIST_FEATURES else v
-        for k, v in features.items()
+      k: tf.gather(v, order) if k in _LIST_FEATURES else v
+      for k, v in features.items()
     }
 
   return shuffle(dataset)
@@ -385,7 +403,8 @@ def shuffle_lists(dataset: tf.data.Dataset, seed: int = 0) -> tf.data.Dataset:
 
 @seqio.map_over_dataset
 def qna_to_list_examples(
-    features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+  features: Mapping[str, tf.Tensor],
+) -> dict[str, tf.Tensor]:
   """Turns an MS-MARCO QnA v2.1 record (TFDS or JSON) into a list example.
 
   The record has ``query``, ``query_id`` (int32 in TFDS
@@ -410,9 +429,9 @@ def qna_to_list_examples(
   texts = passages["passage_text"]
   positions = tf.strings.as_string(tf.range(tf.shape(texts)[0]))
   return {
-      "query_id": query_id,
-      "query": features["query"],
-      "passage_ids": tf.strings.join([query_id, "-", positions]),
-      "passages": texts,
-      "label": tf.cast(passages["is_selected"], tf.float32),
+    "query_id": query_id,
+    "query": features["query"],
+    "passage_ids": tf.strings.join([query_id, "-", positions]),
+    "passages": texts,
+    "label": tf.cast(passages["is_selected"], tf.float32),
   }

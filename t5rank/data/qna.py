@@ -29,9 +29,12 @@ positives kept first, dropping queries without a selected passage, seeded shuffl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
 import json
 import os
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -51,10 +54,16 @@ def _as_text(value: Any, name: str, *, allow_int: bool = False) -> str:
       value = value.decode("utf-8")
     except UnicodeDecodeError:
       raise _RecordError(f"{name} is not valid UTF-8") from None
-  if allow_int and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+  if (
+    allow_int
+    and isinstance(value, (int, np.integer))
+    and not isinstance(value, bool)
+  ):
     return str(int(value))
   if not isinstance(value, str):
-    raise _RecordError(f"{name} should be a string, found {type(value).__name__}")
+    raise _RecordError(
+      f"{name} should be a string, found {type(value).__name__}"
+    )
   return value
 
 
@@ -80,20 +89,32 @@ def _convert(record: Mapping[str, Any]) -> lists_lib.ListExample:
     raise _RecordError("empty query_id")
   passages = record["passages"]
   if not isinstance(passages, Mapping):
-    raise _RecordError("passages should be an object of parallel lists "
-                       "{is_selected, passage_text, url}, found "
-                       f"{type(passages).__name__}")
+    raise _RecordError(
+      "passages should be an object of parallel lists "
+      "{is_selected, passage_text, url}, found "
+      f"{type(passages).__name__}"
+    )
   for key in ("is_selected", "passage_text"):
     if key not in passages:
       raise _RecordError(f"missing field 'passages.{key}'")
-  texts = [_as_text(t, f"passages.passage_text[{i}]")
-           for i, t in enumerate(_as_list(passages["passage_text"], "passages.passage_text"))]
+  texts = [
+    _as_text(t, f"passages.passage_text[{i}]")
+    for i, t in enumerate(
+      _as_list(passages["passage_text"], "passages.passage_text")
+    )
+  ]
   selected = _as_list(passages["is_selected"], "passages.is_selected")
   if len(selected) != len(texts):
-    raise _RecordError(f"passages.is_selected has {len(selected)} entries but "
-                       f"passages.passage_text has {len(texts)}")
-  if "url" in passages and len(_as_list(passages["url"], "passages.url")) != len(texts):
-    raise _RecordError("passages.url and passages.passage_text differ in length")
+    raise _RecordError(
+      f"passages.is_selected has {len(selected)} entries but "
+      f"passages.passage_text has {len(texts)}"
+    )
+  if "url" in passages and len(
+    _as_list(passages["url"], "passages.url")
+  ) != len(texts):
+    raise _RecordError(
+      "passages.url and passages.passage_text differ in length"
+    )
   labels = []
   for i, flag in enumerate(selected):
     if isinstance(flag, bool) or flag not in (0, 1):
@@ -101,13 +122,21 @@ def _convert(record: Mapping[str, Any]) -> lists_lib.ListExample:
     labels.append(float(flag))
   if not texts:
     raise _RecordError("no passages")
-  return {"query_id": query_id, "query": query,
-          "passage_ids": [f"{query_id}-{i}" for i in range(len(texts))],
-          "passages": texts, "label": np.asarray(labels, dtype=np.float32)}
+  return {
+    "query_id": query_id,
+    "query": query,
+    "passage_ids": [f"{query_id}-{i}" for i in range(len(texts))],
+    "passages": texts,
+    "label": np.asarray(labels, dtype=np.float32),
+  }
 
 
-def qna_list_example(record: Mapping[str, Any], *, source: str = "<record>",
-                     line: int | None = None) -> lists_lib.ListExample:
+def qna_list_example(
+  record: Mapping[str, Any],
+  *,
+  source: str = "<record>",
+  line: int | None = None,
+) -> lists_lib.ListExample:
   """One QnA v2.1 record -> one list example with all its passages in record order.
 
   Args:
@@ -124,31 +153,44 @@ def qna_list_example(record: Mapping[str, Any], *, source: str = "<record>",
     raise formats.FormatError(source, line, str(e)) from None
 
 
-def read_qna_jsonl(path: str | os.PathLike[str], *,
-                   encoding_errors: formats.EncodingErrors = "strict",
-                   report: formats.ReadReport | None = None
-                   ) -> Iterator[lists_lib.ListExample]:
+def read_qna_jsonl(
+  path: str | os.PathLike[str],
+  *,
+  encoding_errors: formats.EncodingErrors = "strict",
+  report: formats.ReadReport | None = None,
+) -> Iterator[lists_lib.ListExample]:
   """Streams the list examples of a QnA v2.1 JSON-lines file, one per line.
 
   Blank lines are skipped and counted; invalid JSON or records raise
   `formats.FormatError` naming file:line. Pass a `formats.ReadReport` to see counts.
   """
-  report = report if report is not None else formats.ReadReport(os.fspath(path), "qna")
-  for number, line in formats.iter_lines(path, encoding_errors=encoding_errors, report=report):
+  report = (
+    report if report is not None else formats.ReadReport(os.fspath(path), "qna")
+  )
+  for number, line in formats.iter_lines(
+    path, encoding_errors=encoding_errors, report=report
+  ):
     try:
       record = json.loads(line)
     except json.JSONDecodeError as e:
-      raise formats.FormatError(path, number, f"invalid JSON: {e.msg} at column {e.colno}"
-                                ) from None
+      raise formats.FormatError(
+        path, number, f"invalid JSON: {e.msg} at column {e.colno}"
+      ) from None
     example = qna_list_example(record, source=os.fspath(path), line=number)
     report.rows += 1
     yield example
   report.log()
 
 
-def qna_lists(examples: Iterable[lists_lib.ListExample], *, list_size: int | None = None,
-              training: bool = True, keep_queries_without_positive: bool | None = None,
-              shuffle: bool | None = None, seed: int = 0) -> lists_lib.ListIterator:
+def qna_lists(
+  examples: Iterable[lists_lib.ListExample],
+  *,
+  list_size: int | None = None,
+  training: bool = True,
+  keep_queries_without_positive: bool | None = None,
+  shuffle: bool | None = None,
+  seed: int = 0,
+) -> lists_lib.ListIterator:
   """Applies list options to QnA list examples (as `lists.build_lists` does).
 
   Training lists keep the selected passages first when truncating to ``list_size``
@@ -157,8 +199,11 @@ def qna_lists(examples: Iterable[lists_lib.ListExample], *, list_size: int | Non
   with no list, or none with an unselected passage, raise
   `lists.NoTrainingListsError` with the counts.
   """
-  keep = (not training) if keep_queries_without_positive is None else (
-      keep_queries_without_positive)
+  keep = (
+    (not training)
+    if keep_queries_without_positive is None
+    else (keep_queries_without_positive)
+  )
   shuffle = training if shuffle is None else shuffle
   report = lists_lib.ListReport()
 
@@ -169,12 +214,22 @@ def qna_lists(examples: Iterable[lists_lib.ListExample], *, list_size: int | Non
     for example in examples:
       qid, ids = example["query_id"], example["passage_ids"]
       yield from lists_lib._generate(  # pylint: disable=protected-access
-          {qid: example["query"]},
-          {qid: {pid: int(y) for pid, y in zip(ids, example["label"])}},
-          dict(zip(ids, example["passages"])), {qid: ids}, report,
-          list_size=list_size or len(ids), negatives="run", depth=None,
-          include_positives=training, max_positives=None, keep=keep, shuffle=shuffle,
-          seed=seed, qids=None, on_unknown="error")
+        {qid: example["query"]},
+        {qid: {pid: int(y) for pid, y in zip(ids, example["label"])}},
+        dict(zip(ids, example["passages"])),
+        {qid: ids},
+        report,
+        list_size=list_size or len(ids),
+        negatives="run",
+        depth=None,
+        include_positives=training,
+        max_positives=None,
+        keep=keep,
+        shuffle=shuffle,
+        seed=seed,
+        qids=None,
+        on_unknown="error",
+      )
     lists_lib.logger.info("qna_lists: %s", report.summary())
 
   return lists_lib.ListIterator(generate(), report, training=training)

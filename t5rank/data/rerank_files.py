@@ -23,9 +23,10 @@ needs no model:
 [('b', 1.5), ('a', 0.5), ('c', -0.5)]
 """
 
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import os
-from typing import Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -45,30 +46,38 @@ class Candidates:
     passage_ids: per query, its candidates best first (run order).
     depth: how many of each query's candidates are reranked (None: all).
   """
+
   query_ids: list[str]
   passage_ids: list[list[str]]
-  depth: Optional[int] = None
+  depth: int | None = None
 
   @property
   def pairs(self) -> list[Pair]:
     """The (qid, pid) pairs to score, query by query, in run order."""
-    return [(q, p) for q, pids in zip(self.query_ids, self.passage_ids)
-            for p in pids[:self.depth]]
+    return [
+      (q, p)
+      for q, pids in zip(self.query_ids, self.passage_ids)
+      for p in pids[: self.depth]
+    ]
 
   @property
   def rest(self) -> dict[str, list[str]]:
     """Per query, the candidates below ``depth`` (kept in run order)."""
-    return {q: pids[self.depth:] for q, pids in
-            zip(self.query_ids, self.passage_ids)
-            if self.depth is not None and len(pids) > self.depth}
+    return {
+      q: pids[self.depth :]
+      for q, pids in zip(self.query_ids, self.passage_ids)
+      if self.depth is not None and len(pids) > self.depth
+    }
 
 
-def read_candidates(run_path: str,
-                    queries: Mapping[str, str],
-                    passages: Mapping[str, str],
-                    *,
-                    depth: Optional[int] = None,
-                    on_unknown: formats.OnUnknown = "skip") -> Candidates:
+def read_candidates(
+  run_path: str,
+  queries: Mapping[str, str],
+  passages: Mapping[str, str],
+  *,
+  depth: int | None = None,
+  on_unknown: formats.OnUnknown = "skip",
+) -> Candidates:
   """Reads and checks a candidate run; returns its `Candidates`.
 
   Rows naming a query not in ``queries`` or a passage not in ``passages`` are
@@ -83,17 +92,23 @@ def read_candidates(run_path: str,
   """
   if depth is not None and depth < 1:
     raise ValueError(f"depth={depth}; expected an integer >= 1")
-  run = formats.read_run(run_path, known_qids=queries, known_pids=passages,
-                         on_unknown=on_unknown)
+  run = formats.read_run(
+    run_path, known_qids=queries, known_pids=passages, on_unknown=on_unknown
+  )
   unknown = run.report.unknown_qids + run.report.unknown_pids
   if unknown:
     logging.warning(
-        "%s: %d rows skipped: %d name a query not in the queries file, %d a "
-        "passage not in the collection.", run_path, unknown,
-        run.report.unknown_qids, run.report.unknown_pids)
+      "%s: %d rows skipped: %d name a query not in the queries file, %d a "
+      "passage not in the collection.",
+      run_path,
+      unknown,
+      run.report.unknown_qids,
+      run.report.unknown_pids,
+    )
   if not run.num_rows:
     raise ValueError(
-        f"{run_path}: no candidate to rerank ({run.report.summary()})")
+      f"{run_path}: no candidate to rerank ({run.report.summary()})"
+    )
   query_ids = list(run)
   return Candidates(query_ids, [list(run[q]) for q in query_ids], depth)
 
@@ -122,7 +137,7 @@ class PartialScores:
   def __init__(self, path: str):
     self.path = path
 
-  def load(self, expected: Optional[set[Pair]] = None) -> dict[Pair, float]:
+  def load(self, expected: set[Pair] | None = None) -> dict[Pair, float]:
     """The pairs scored so far; with ``expected``, checks each is one of them.
 
     Raises:
@@ -137,27 +152,32 @@ class PartialScores:
       text = f.read()
     lines = text.split("\n")
     if lines and lines[-1]:
-      logging.info("%s: dropping a cut last line (a stopped write).",
-                   self.path)
-      os.truncate(self.path, len(text.encode("utf-8")) -
-                  len(lines[-1].encode("utf-8")))
+      logging.info("%s: dropping a cut last line (a stopped write).", self.path)
+      os.truncate(
+        self.path, len(text.encode("utf-8")) - len(lines[-1].encode("utf-8"))
+      )
     for number, line in enumerate(lines[:-1], 1):
       fields = line.split("\t")
       try:
         qid, pid, value = fields
         score = float(value)
       except ValueError:
-        raise ValueError(f"{self.path}:{number}: expected 'qid<TAB>pid<TAB>"
-                         f"score', found {line[:60]!r}") from None
+        raise ValueError(
+          f"{self.path}:{number}: expected 'qid<TAB>pid<TAB>"
+          f"score', found {line[:60]!r}"
+        ) from None
       pair = (qid, pid)
       if expected is not None and pair not in expected:
         raise ValueError(
-            f"{self.path}:{number}: qid {qid!r} pid {pid!r} is not a "
-            "candidate of this rerank; the file belongs to another run: "
-            "delete it to start again")
+          f"{self.path}:{number}: qid {qid!r} pid {pid!r} is not a "
+          "candidate of this rerank; the file belongs to another run: "
+          "delete it to start again"
+        )
       if scores.get(pair, score) != score:
-        raise ValueError(f"{self.path}:{number}: qid {qid!r} pid {pid!r} "
-                         "scored twice with different scores")
+        raise ValueError(
+          f"{self.path}:{number}: qid {qid!r} pid {pid!r} "
+          "scored twice with different scores"
+        )
       scores[pair] = score
     return scores
 
@@ -165,8 +185,9 @@ class PartialScores:
     """Appends scored pairs as one chunk; durable when it returns."""
     if len(pairs) != len(scores):
       raise ValueError(f"{len(pairs)} pairs but {len(scores)} scores")
-    text = "".join(f"{q}\t{p}\t{_format_score(s)}\n"
-                   for (q, p), s in zip(pairs, scores))
+    text = "".join(
+      f"{q}\t{p}\t{_format_score(s)}\n" for (q, p), s in zip(pairs, scores)
+    )
     directory = os.path.dirname(self.path)
     if directory:
       os.makedirs(directory, exist_ok=True)
@@ -180,8 +201,9 @@ class PartialScores:
       os.remove(self.path)
 
 
-def reranked_run(candidates: Candidates,
-                 scores: Mapping[Pair, float]) -> dict[str, dict[str, float]]:
+def reranked_run(
+  candidates: Candidates, scores: Mapping[Pair, float]
+) -> dict[str, dict[str, float]]:
   """``{qid: {pid: score}}``: scored pairs, then the rest below them.
 
   Scores are rounded to the 6 decimals a TREC run holds, so the order written
@@ -196,7 +218,7 @@ def reranked_run(candidates: Candidates,
   rest = candidates.rest
   for qid, pids in zip(candidates.query_ids, candidates.passage_ids):
     query_run = {}
-    for pid in pids[:candidates.depth]:
+    for pid in pids[: candidates.depth]:
       if (qid, pid) not in scores:
         raise KeyError(f"qid {qid!r} pid {pid!r} was not scored")
       query_run[pid] = round(float(scores[(qid, pid)]), 6)
@@ -207,8 +229,9 @@ def reranked_run(candidates: Candidates,
   return run
 
 
-def write_reranked_run(path: str, run: Mapping[str, Mapping[str, float]], *,
-                       tag: str = "t5rank") -> int:
+def write_reranked_run(
+  path: str, run: Mapping[str, Mapping[str, float]], *, tag: str = "t5rank"
+) -> int:
   """Writes ``run`` as a TREC run (`formats.write_run`) via a temporary file.
 
   The file appears complete or not at all. Returns the rows written.
@@ -224,13 +247,17 @@ def write_reranked_run(path: str, run: Mapping[str, Mapping[str, float]], *,
 
 def input_run_scores(candidates: Candidates) -> dict[str, dict[str, float]]:
   """The input run as ``{qid: {pid: -rank}}`` (its own order, for metrics)."""
-  return {q: {p: -float(r) for r, p in enumerate(pids, 1)}
-          for q, pids in zip(candidates.query_ids, candidates.passage_ids)}
+  return {
+    q: {p: -float(r) for r, p in enumerate(pids, 1)}
+    for q, pids in zip(candidates.query_ids, candidates.passage_ids)
+  }
 
 
-def compare_runs(runs: Mapping[str, Mapping[str, Mapping[str, float]]],
-                 qrels: Mapping[str, Mapping[str, int]],
-                 **evaluate_kwargs) -> str:
+def compare_runs(
+  runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+  qrels: Mapping[str, Mapping[str, int]],
+  **evaluate_kwargs,
+) -> str:
   """A table of `metric_fns.evaluate` for each run, side by side.
 
   >>> qrels = {"1": {"a": 1}, "2": {"b": 1}}
@@ -249,13 +276,18 @@ def compare_runs(runs: Mapping[str, Mapping[str, Mapping[str, float]]],
   return format_metrics(evaluate_runs(runs, qrels, **evaluate_kwargs))
 
 
-def evaluate_runs(runs: Mapping[str, Mapping[str, Mapping[str, float]]],
-                  qrels: Mapping[str, Mapping[str, int]],
-                  **evaluate_kwargs) -> dict[str, dict[str, float]]:
+def evaluate_runs(
+  runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+  qrels: Mapping[str, Mapping[str, int]],
+  **evaluate_kwargs,
+) -> dict[str, dict[str, float]]:
   """`metric_fns.evaluate` of each named run ``{qid: {pid: score}}``."""
-  return {name: metric_fns.evaluate(metric_fns.query_lists_from_run(run),
-                                    qrels, **evaluate_kwargs)
-          for name, run in runs.items()}
+  return {
+    name: metric_fns.evaluate(
+      metric_fns.query_lists_from_run(run), qrels, **evaluate_kwargs
+    )
+    for name, run in runs.items()
+  }
 
 
 def format_metrics(results: Mapping[str, Mapping[str, float]]) -> str:
@@ -267,7 +299,8 @@ def format_metrics(results: Mapping[str, Mapping[str, float]]) -> str:
     cells = []
     for result in results.values():
       value = result[metric]
-      cells.append(f"{value:>10d}" if metric.startswith("num_")
-                   else f"{value:>10.4f}")
+      cells.append(
+        f"{value:>10d}" if metric.startswith("num_") else f"{value:>10.4f}"
+      )
     lines.append(f"{metric:<{width}}" + "".join(cells))
   return "\n".join(lines)

@@ -34,8 +34,11 @@ where the network runs. A packed batch (`t5rank.data.packing`'s converters:
 metrics and `score_batch` then see `N·G` lists (`N` at inference, G = 1).
 """
 
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 import functools
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from flax import core as flax_core
 from flax.core import scope as flax_scope
@@ -61,12 +64,12 @@ SCORINGS = ("logit", "monot5")
 
 def _default_metric_fns() -> Mapping[str, objective.MetricFn]:
   return {
-      "ndcg@10": functools.partial(ranking_metrics.ndcg_metric, topn=10),
-      "mrr@10": functools.partial(ranking_metrics.mrr_metric, topn=10),
+    "ndcg@10": functools.partial(ranking_metrics.ndcg_metric, topn=10),
+    "mrr@10": functools.partial(ranking_metrics.mrr_metric, topn=10),
   }
 
 
-def _flatten_list_shape(shape: Sequence[int]) -> Tuple[int, ...]:
+def _flatten_list_shape(shape: Sequence[int]) -> tuple[int, ...]:
   shape = tuple(shape)
   if len(shape) != 3:
     raise ValueError(f"expected a [batch, list, length] shape; got {shape}")
@@ -80,21 +83,22 @@ class _ListRankingMixin:
   """
 
   def _init_ranking(
-      self,
-      loss_fn: Optional[objective.LossFn],
-      metric_fns: Optional[Mapping[str, objective.MetricFn]],
-      exclude_lists_without_positive: bool,
-      eval_key_seed: int,
+    self,
+    loss_fn: objective.LossFn | None,
+    metric_fns: Mapping[str, objective.MetricFn] | None,
+    exclude_lists_without_positive: bool,
+    eval_key_seed: int,
   ):
     self._ranking_loss_fn = (
-        loss_fn if loss_fn is not None else ranking_losses.softmax_loss
+      loss_fn if loss_fn is not None else ranking_losses.softmax_loss
     )
     if not callable(self._ranking_loss_fn):
       raise TypeError(f"loss_fn={self._ranking_loss_fn!r} is not callable")
     self._loss_takes_key = _signatures.takes_argument(
-        self._ranking_loss_fn, "key")
+      self._ranking_loss_fn, "key"
+    )
     self._metric_fns = dict(
-        metric_fns if metric_fns is not None else _default_metric_fns()
+      metric_fns if metric_fns is not None else _default_metric_fns()
     )
     self._exclude_lists_without_positive = exclude_lists_without_positive
     self._eval_key_seed = eval_key_seed
@@ -104,16 +108,16 @@ class _ListRankingMixin:
     return self._ranking_loss_fn
 
   def score_lists(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      dropout_rng: Optional[Array] = None,
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None = None,
   ) -> Array:
     raise NotImplementedError
 
   def _loss_key_and_dropout_rng(
-      self, dropout_rng: Optional[Array]
-  ) -> Tuple[Optional[Array], Optional[Array]]:
+    self, dropout_rng: Array | None
+  ) -> tuple[Array | None, Array | None]:
     if not self._loss_takes_key:
       return None, dropout_rng
     if dropout_rng is None:
@@ -122,11 +126,11 @@ class _ListRankingMixin:
     return key, dropout_rng
 
   def loss_fn(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      dropout_rng: Optional[Array],
-  ) -> Tuple[Array, Mapping[str, Any]]:
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None,
+  ) -> tuple[Array, Mapping[str, Any]]:
     """Ranking loss of a batch of lists and its T5X metrics.
 
     See `t5rank.models.objective.list_loss` (which lists count, how the loss
@@ -143,8 +147,8 @@ class _ListRankingMixin:
     for name in ("label", "mask"):
       if name not in batch:
         raise KeyError(
-            f"batch has no {name!r} feature (found {sorted(batch)}); use the "
-            "ranking feature converters of t5rank.data.feature_converters"
+          f"batch has no {name!r} feature (found {sorted(batch)}); use the "
+          "ranking feature converters of t5rank.data.feature_converters"
         )
     key, dropout_rng = self._loss_key_and_dropout_rng(dropout_rng)
     scores = self.score_lists(params, batch, dropout_rng)
@@ -152,41 +156,41 @@ class _ListRankingMixin:
     labels = jnp.reshape(jnp.asarray(batch["label"], jnp.float32), scores.shape)
     mask = jnp.reshape(jnp.asarray(batch["mask"], jnp.bool_), scores.shape)
     loss, counts = objective.list_loss(
-        self._ranking_loss_fn,
-        scores,
-        labels,
-        mask,
-        key=key,
-        exclude_lists_without_positive=self._exclude_lists_without_positive,
+      self._ranking_loss_fn,
+      scores,
+      labels,
+      mask,
+      key=key,
+      exclude_lists_without_positive=self._exclude_lists_without_positive,
     )
     metrics = objective.train_metrics(
-        loss, scores, labels, mask, counts, self._metric_fns
+      loss, scores, labels, mask, counts, self._metric_fns
     )
     if packed_scores.is_packed(batch):
       metrics.update(packed_scores.packing_metrics(batch))
     return loss, metrics
 
   def _compute_logits(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      dropout_rng: Optional[Array] = None,
-      mutable: flax_scope.CollectionFilter = False,
-      other_variables: Optional[PyTree] = None,
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None = None,
+    mutable: flax_scope.CollectionFilter = False,
+    other_variables: PyTree | None = None,
   ) -> Array:
     """T5X's hook, here the per-item scores [B, L] (as Rax's example)."""
     if mutable or other_variables:
       raise NotImplementedError(
-          "ranking models keep no mutable collections; got "
-          f"mutable={mutable!r}, other_variables={other_variables!r}"
+        "ranking models keep no mutable collections; got "
+        f"mutable={mutable!r}, other_variables={other_variables!r}"
       )
     return self.score_lists(params, batch, dropout_rng)
 
   def score_batch(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      return_intermediates: bool = False,
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    return_intermediates: bool = False,
   ) -> Array:
     """Per-item scores [B, L] (padding items hold arbitrary finite values)."""
     if return_intermediates:
@@ -194,12 +198,12 @@ class _ListRankingMixin:
     return self.score_lists(params, batch)
 
   def predict_batch_with_aux(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      rng: Optional[Array] = None,
-      **unused_decoder_kwargs,
-  ) -> Tuple[Array, Mapping[str, Array]]:
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    rng: Array | None = None,
+    **unused_decoder_kwargs,
+  ) -> tuple[Array, Mapping[str, Array]]:
     """Ranking has nothing to decode: predictions are the scores [B, L]."""
     del rng
     scores = self.score_lists(params, batch)
@@ -232,31 +236,29 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
   """
 
   def __init__(
-      self,
-      module: network.RankingTransformer,
-      input_vocabulary: seqio.Vocabulary,
-      output_vocabulary: seqio.Vocabulary,
-      optimizer_def: optimizers.OptimizerDefType,
-      loss_fn: Optional[objective.LossFn] = None,
-      *,
-      scoring: str = "logit",
-      score_token: Optional[score_tokens.Token] = None,
-      monot5_tokens: Tuple[score_tokens.Token, score_tokens.Token] = (
-          "true",
-          "false",
-      ),
-      exclude_lists_without_positive: bool = True,
-      metric_fns: Optional[Mapping[str, objective.MetricFn]] = None,
-      eval_key_seed: int = 0,
-      feature_converter_cls: Optional[
-          Callable[..., seqio.FeatureConverter]
-      ] = None,
+    self,
+    module: network.RankingTransformer,
+    input_vocabulary: seqio.Vocabulary,
+    output_vocabulary: seqio.Vocabulary,
+    optimizer_def: optimizers.OptimizerDefType,
+    loss_fn: objective.LossFn | None = None,
+    *,
+    scoring: str = "logit",
+    score_token: score_tokens.Token | None = None,
+    monot5_tokens: tuple[score_tokens.Token, score_tokens.Token] = (
+      "true",
+      "false",
+    ),
+    exclude_lists_without_positive: bool = True,
+    metric_fns: Mapping[str, objective.MetricFn] | None = None,
+    eval_key_seed: int = 0,
+    feature_converter_cls: Callable[..., seqio.FeatureConverter] | None = None,
   ):
     if not hasattr(module, "token_logits"):
       raise TypeError(
-          f"module={type(module).__name__} cannot score single tokens; use "
-          "t5rank.models.network.RankingTransformer (same parameters as T5X's "
-          "Transformer)"
+        f"module={type(module).__name__} cannot score single tokens; use "
+        "t5rank.models.network.RankingTransformer (same parameters as T5X's "
+        "Transformer)"
       )
     if scoring not in SCORINGS:
       raise ValueError(f"scoring={scoring!r}; expected one of {SCORINGS}")
@@ -265,11 +267,11 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
 
       feature_converter_cls = feature_converters.RankingEncDecFeatureConverter
     super().__init__(
-        module=module,
-        input_vocabulary=input_vocabulary,
-        output_vocabulary=output_vocabulary,
-        optimizer_def=optimizer_def,
-        feature_converter_cls=feature_converter_cls,
+      module=module,
+      input_vocabulary=input_vocabulary,
+      output_vocabulary=output_vocabulary,
+      optimizer_def=optimizer_def,
+      feature_converter_cls=feature_converter_cls,
     )
     self._scoring = scoring
     self._score_token = score_token
@@ -277,7 +279,7 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
     if len(self._monot5_tokens) != 2:
       raise ValueError(f"monot5_tokens={monot5_tokens!r}: expected two tokens")
     self._init_ranking(
-        loss_fn, metric_fns, exclude_lists_without_positive, eval_key_seed
+      loss_fn, metric_fns, exclude_lists_without_positive, eval_key_seed
     )
 
   @property
@@ -286,7 +288,7 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
     return self._scoring
 
   @functools.cached_property
-  def score_token_ids(self) -> Optional[Tuple[int, ...]]:
+  def score_token_ids(self) -> tuple[int, ...] | None:
     """Fixed output ids the score reads (1 or 2); None: each item's target."""
     if self._scoring == "logit":
       if self._score_token is None:
@@ -295,14 +297,14 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
     else:
       tokens = self._monot5_tokens
     return tuple(
-        score_tokens.resolve_token_id(self.output_vocabulary, t) for t in tokens
+      score_tokens.resolve_token_id(self.output_vocabulary, t) for t in tokens
     )
 
   def get_initial_variables(
-      self,
-      rng: Array,
-      input_shapes: Mapping[str, Sequence[int]],
-      input_types: Optional[Mapping[str, jnp.dtype]] = None,
+    self,
+    rng: Array,
+    input_shapes: Mapping[str, Sequence[int]],
+    input_types: Mapping[str, jnp.dtype] | None = None,
   ) -> flax_scope.FrozenVariableDict:
     """T5X's initialisation with list batches [B, L, T] flattened to [B·L, T]."""
     input_shapes = dict(input_shapes)
@@ -312,21 +314,21 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
     return super().get_initial_variables(rng, input_shapes, input_types)
 
   def _token_logits(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      dropout_rng: Optional[Array],
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None,
   ) -> Array:
     """Logits of the score token(s) at decoder step 0: [B, L, K]."""
     if packed_scores.is_packed(batch):  # Packs [N, G, L] -> lists [N·G, L].
       return packed_scores.token_logits(
-          self.module, params, batch, self.score_token_ids, dropout_rng
+        self.module, params, batch, self.score_token_ids, dropout_rng
       )
     tokens = batch["encoder_input_tokens"]
     if tokens.ndim != 3:
       raise ValueError(
-          "encoder_input_tokens must be [batch, list, length]; got shape "
-          f"{tokens.shape}"
+        "encoder_input_tokens must be [batch, list, length]; got shape "
+        f"{tokens.shape}"
       )
     batch_size, list_size = tokens.shape[:2]
     decoder_targets = batch.get("decoder_target_tokens")
@@ -334,8 +336,8 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
     if decoder_targets is None:
       if token_ids is None:
         raise KeyError(
-            "batch has no 'decoder_target_tokens' to read the score token "
-            "from; give the model a score_token"
+          "batch has no 'decoder_target_tokens' to read the score token "
+          "from; give the model a score_token"
         )
       # One decoder step per real item; padding items see nothing.
       valid = jnp.asarray(batch["mask"], jnp.bool_)[..., None]
@@ -346,28 +348,28 @@ class RankingEncDecModel(_ListRankingMixin, models.EncoderDecoderModel):
       token_ids = decoder_targets[:, :1, None]
     decoder_inputs = batch.get("decoder_input_tokens")
     decoder_inputs = (
-        jnp.zeros_like(decoder_targets)
-        if decoder_inputs is None
-        else packed_scores.flatten_lists(decoder_inputs)
+      jnp.zeros_like(decoder_targets)
+      if decoder_inputs is None
+      else packed_scores.flatten_lists(decoder_inputs)
     )
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
     logits = self.module.apply(
-        {"params": params},
-        packed_scores.flatten_lists(tokens),
-        decoder_inputs,
-        decoder_targets,
-        jnp.asarray(token_ids, jnp.int32),
-        enable_dropout=rngs is not None,
-        rngs=rngs,
-        method=self.module.token_logits,
+      {"params": params},
+      packed_scores.flatten_lists(tokens),
+      decoder_inputs,
+      decoder_targets,
+      jnp.asarray(token_ids, jnp.int32),
+      enable_dropout=rngs is not None,
+      rngs=rngs,
+      method=self.module.token_logits,
     )  # [B·L, T_dec, K]
     return jnp.reshape(logits[:, 0, :], (batch_size, list_size, -1))
 
   def score_lists(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      dropout_rng: Optional[Array] = None,
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None = None,
   ) -> Array:
     """Per-item scores [B, L] from decoder step 0 (see the class docstring)."""
     logits = self._token_logits(params, batch, dropout_rng)
@@ -385,19 +387,17 @@ class RankingEncoderModel(_ListRankingMixin, models.BaseTransformerModel):
   """
 
   def __init__(
-      self,
-      module: network.RankingEncoder,
-      input_vocabulary: seqio.Vocabulary,
-      output_vocabulary: Optional[seqio.Vocabulary] = None,
-      optimizer_def: optimizers.OptimizerDefType = None,
-      loss_fn: Optional[objective.LossFn] = None,
-      *,
-      exclude_lists_without_positive: bool = True,
-      metric_fns: Optional[Mapping[str, objective.MetricFn]] = None,
-      eval_key_seed: int = 0,
-      feature_converter_cls: Optional[
-          Callable[..., seqio.FeatureConverter]
-      ] = None,
+    self,
+    module: network.RankingEncoder,
+    input_vocabulary: seqio.Vocabulary,
+    output_vocabulary: seqio.Vocabulary | None = None,
+    optimizer_def: optimizers.OptimizerDefType = None,
+    loss_fn: objective.LossFn | None = None,
+    *,
+    exclude_lists_without_positive: bool = True,
+    metric_fns: Mapping[str, objective.MetricFn] | None = None,
+    eval_key_seed: int = 0,
+    feature_converter_cls: Callable[..., seqio.FeatureConverter] | None = None,
   ):
     if feature_converter_cls is None:
       from t5rank.data import feature_converters  # pylint: disable=g-import-not-at-top
@@ -405,20 +405,20 @@ class RankingEncoderModel(_ListRankingMixin, models.BaseTransformerModel):
       feature_converter_cls = feature_converters.RankingEncoderFeatureConverter
     self.FEATURE_CONVERTER_CLS = feature_converter_cls  # pylint: disable=invalid-name
     super().__init__(
-        module=module,
-        input_vocabulary=input_vocabulary,
-        output_vocabulary=output_vocabulary or input_vocabulary,
-        optimizer_def=optimizer_def,
+      module=module,
+      input_vocabulary=input_vocabulary,
+      output_vocabulary=output_vocabulary or input_vocabulary,
+      optimizer_def=optimizer_def,
     )
     self._init_ranking(
-        loss_fn, metric_fns, exclude_lists_without_positive, eval_key_seed
+      loss_fn, metric_fns, exclude_lists_without_positive, eval_key_seed
     )
 
   def get_initial_variables(
-      self,
-      rng: Array,
-      input_shapes: Mapping[str, Sequence[int]],
-      input_types: Optional[Mapping[str, jnp.dtype]] = None,
+    self,
+    rng: Array,
+    input_shapes: Mapping[str, Sequence[int]],
+    input_types: Mapping[str, jnp.dtype] | None = None,
   ) -> flax_scope.FrozenVariableDict:
     """Initialises the encoder for list batches [B, L, T] (or rows [R, T])."""
     input_types = {} if input_types is None else input_types
@@ -426,34 +426,32 @@ class RankingEncoderModel(_ListRankingMixin, models.BaseTransformerModel):
     if len(shape) == 3:
       shape = _flatten_list_shape(shape)
     tokens = jnp.ones(
-        shape, input_types.get("encoder_input_tokens", jnp.int32)
+      shape, input_types.get("encoder_input_tokens", jnp.int32)
     ).astype(jnp.int32)
-    return flax_core.freeze(
-        self.module.init(rng, tokens, enable_dropout=False)
-    )
+    return flax_core.freeze(self.module.init(rng, tokens, enable_dropout=False))
 
   def score_lists(
-      self,
-      params: PyTree,
-      batch: Mapping[str, Array],
-      dropout_rng: Optional[Array] = None,
+    self,
+    params: PyTree,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None = None,
   ) -> Array:
     """Per-item scores [B, L] of the encoder head."""
     if packed_scores.is_packed(batch):  # Packs [N, G, L] -> lists [N·G, L].
       return packed_scores.encoder_scores(
-          self.module, params, batch, dropout_rng
+        self.module, params, batch, dropout_rng
       )
     tokens = batch["encoder_input_tokens"]
     if tokens.ndim != 3:
       raise ValueError(
-          "encoder_input_tokens must be [batch, list, length]; got shape "
-          f"{tokens.shape}"
+        "encoder_input_tokens must be [batch, list, length]; got shape "
+        f"{tokens.shape}"
       )
     rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
     scores = self.module.apply(
-        {"params": params},
-        packed_scores.flatten_lists(tokens),
-        enable_dropout=rngs is not None,
-        rngs=rngs,
+      {"params": params},
+      packed_scores.flatten_lists(tokens),
+      enable_dropout=rngs is not None,
+      rngs=rngs,
     )  # [B·L, 1]
     return jnp.reshape(scores, tokens.shape[:2])

@@ -42,7 +42,6 @@ Example (a tiny random network)::
 """
 
 import contextlib
-from typing import Optional
 
 from flax import linen as nn
 from flax.linen import partitioning
@@ -129,14 +128,14 @@ class RankingTransformer(network.Transformer):
       return super().decode(*args, **kwargs)
 
   def token_logits(
-      self,
-      encoder_input_tokens: Array,
-      decoder_input_tokens: Array,
-      decoder_target_tokens: Array,
-      token_ids: Array,
-      *,
-      enable_dropout: bool = True,
-      **packing: Array,
+    self,
+    encoder_input_tokens: Array,
+    decoder_input_tokens: Array,
+    decoder_target_tokens: Array,
+    token_ids: Array,
+    *,
+    enable_dropout: bool = True,
+    **packing: Array,
   ) -> Array:
     """Logits of `token_ids` at every decoder position: [N, T_dec, K].
 
@@ -160,17 +159,21 @@ class RankingTransformer(network.Transformer):
       float32 [N, T_dec, K].
     """
     logits = self(
-        encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
-        enable_dropout=enable_dropout, **packing)
+      encoder_input_tokens,
+      decoder_input_tokens,
+      decoder_target_tokens,
+      enable_dropout=enable_dropout,
+      **packing,
+    )
     return columns(logits, token_ids)
 
 
 def pool_segments(
-    encoded: Array,
-    segment_ids: Array,
-    positions: Array,
-    num_segments: int,
-    pooling: str,
+  encoded: Array,
+  segment_ids: Array,
+  positions: Array,
+  num_segments: int,
+  pooling: str,
 ) -> Array:
   """Pools the encoder states of each segment of each row.
 
@@ -206,7 +209,7 @@ def pool_segments(
   if pooling == "mean":
     weights = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1.0)
   pooled = jnp.einsum(
-      "rst,rtd->rsd", weights, jnp.asarray(encoded, jnp.float32)
+    "rst,rtd->rsd", weights, jnp.asarray(encoded, jnp.float32)
   )
   return pooled
 
@@ -217,14 +220,14 @@ class _ScoreHead(nn.Module):
   @nn.compact
   def __call__(self, pooled: Array) -> Array:
     kernel = partitioning.param_with_axes(
-        "kernel",
-        nn.initializers.normal(stddev=pooled.shape[-1] ** -0.5),
-        (pooled.shape[-1],),
-        jnp.float32,
-        axes=("embed",),
+      "kernel",
+      nn.initializers.normal(stddev=pooled.shape[-1] ** -0.5),
+      (pooled.shape[-1],),
+      jnp.float32,
+      axes=("embed",),
     )
     bias = partitioning.param_with_axes(
-        "bias", nn.initializers.zeros, (), jnp.float32, axes=()
+      "bias", nn.initializers.zeros, (), jnp.float32, axes=()
     )
     return jnp.dot(jnp.asarray(pooled, jnp.float32), kernel) + bias
 
@@ -254,13 +257,13 @@ class RankingEncoder(network.Transformer):
     self.score_head = _ScoreHead()
 
   def __call__(
-      self,
-      encoder_input_tokens: Array,
-      encoder_segment_ids: Optional[Array] = None,
-      encoder_positions: Optional[Array] = None,
-      *,
-      num_segments: int = 1,
-      enable_dropout: bool = True,
+    self,
+    encoder_input_tokens: Array,
+    encoder_segment_ids: Array | None = None,
+    encoder_positions: Array | None = None,
+    *,
+    num_segments: int = 1,
+    enable_dropout: bool = True,
   ) -> Array:
     """Scores each segment of each row: [R, num_segments] float32.
 
@@ -272,16 +275,16 @@ class RankingEncoder(network.Transformer):
     tokens = encoder_input_tokens
     if tokens.ndim != 2:
       raise ValueError(
-          "encoder_input_tokens must be [rows, length]; got shape "
-          f"{tokens.shape}")
+        f"encoder_input_tokens must be [rows, length]; got shape {tokens.shape}"
+      )
     if encoder_segment_ids is None:
       if num_segments != 1:
         raise ValueError(
-            f"num_segments={num_segments} needs encoder_segment_ids"
+          f"num_segments={num_segments} needs encoder_segment_ids"
         )
       segments = (tokens > 0).astype(jnp.int32)
       positions = jnp.broadcast_to(
-          jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape
+        jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape
       )
     elif encoder_positions is None:
       raise ValueError("packed rows need encoder_positions with segment ids")
@@ -291,7 +294,9 @@ class RankingEncoder(network.Transformer):
       positions = encoder_positions
     with _embedding_mode(self.one_hot_embedding):
       encoded = self.encode(
-          tokens, encoder_segment_ids, enable_dropout=enable_dropout)
+        tokens, encoder_segment_ids, enable_dropout=enable_dropout
+      )
     pooled = pool_segments(
-        encoded, segments, positions, num_segments, self.pooling)
+      encoded, segments, positions, num_segments, self.pooling
+    )
     return self.score_head(pooled)

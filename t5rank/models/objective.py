@@ -30,7 +30,8 @@ on the same objective:
 4.0 [ True False  True]
 """
 
-from typing import Any, Callable, Mapping, Optional, Tuple
+from collections.abc import Callable
+from collections.abc import Mapping
 
 from clu import metrics as clu_metrics
 import jax
@@ -45,7 +46,7 @@ MetricFn = Callable[..., Array]
 
 
 def counted_lists(
-    labels: Array, mask: Array, *, exclude_lists_without_positive: bool = True
+  labels: Array, mask: Array, *, exclude_lists_without_positive: bool = True
 ) -> Array:
   """Lists that enter the loss: bool [...] over the leading list axes.
 
@@ -59,14 +60,14 @@ def counted_lists(
 
 
 def list_loss(
-    loss_fn: LossFn,
-    scores: Array,
-    labels: Array,
-    mask: Array,
-    *,
-    key: Optional[Array] = None,
-    exclude_lists_without_positive: bool = True,
-) -> Tuple[Array, Array]:
+  loss_fn: LossFn,
+  scores: Array,
+  labels: Array,
+  mask: Array,
+  *,
+  key: Array | None = None,
+  exclude_lists_without_positive: bool = True,
+) -> tuple[Array, Array]:
   """Mean loss over the lists that count; see the module docstring.
 
   Args:
@@ -83,9 +84,9 @@ def list_loss(
   """
   mask = jnp.asarray(mask, jnp.bool_)
   counts = counted_lists(
-      labels,
-      mask,
-      exclude_lists_without_positive=exclude_lists_without_positive,
+    labels,
+    mask,
+    exclude_lists_without_positive=exclude_lists_without_positive,
   )
   kwargs = {"where": mask & counts[..., None], "reduce_fn": jnp.sum}
   if key is not None and _signatures.takes_argument(loss_fn, "key"):
@@ -100,12 +101,12 @@ def list_loss(
 
 
 def train_metrics(
-    loss: Array,
-    scores: Array,
-    labels: Array,
-    mask: Array,
-    counts: Array,
-    metric_fns: Mapping[str, MetricFn],
+  loss: Array,
+  scores: Array,
+  labels: Array,
+  mask: Array,
+  counts: Array,
+  metric_fns: Mapping[str, MetricFn],
 ) -> metrics_lib.MetricsMap:
   """T5X/CLU metrics of a ranking step.
 
@@ -126,33 +127,33 @@ def train_metrics(
   num_slots = jnp.asarray(counts.size, jnp.int32)
   scores = jnp.where(mask, scores, 0.0)
   metrics = {
-      "loss": metrics_lib.AveragePerStep(total=loss),
-      "debug/scores_mean": clu_metrics.Average(
-          total=jnp.sum(scores), count=num_items
-      ),
-      "debug/labels_mean": clu_metrics.Average(
-          total=jnp.sum(jnp.where(mask, labels, 0.0)), count=num_items
-      ),
-      "debug/items_per_list": clu_metrics.Average(
-          total=num_items.astype(jnp.float32), count=num_slots
-      ),
-      "debug/lists_in_loss_fraction": clu_metrics.Average(
-          total=jnp.sum(counts).astype(jnp.float32), count=num_slots
-      ),
-      "debug/lists_in_loss": metrics_lib.AveragePerStep(
-          total=jnp.sum(counts).astype(jnp.float32)
-      ),
-      "timing/steps_per_second": metrics_lib.StepsPerTime.from_model_output(),
-      "timing/seconds": metrics_lib.Time(),
-      "timing/lists_per_second": metrics_lib.TimeRate.from_model_output(
-          numerator=num_lists
-      ),
+    "loss": metrics_lib.AveragePerStep(total=loss),
+    "debug/scores_mean": clu_metrics.Average(
+      total=jnp.sum(scores), count=num_items
+    ),
+    "debug/labels_mean": clu_metrics.Average(
+      total=jnp.sum(jnp.where(mask, labels, 0.0)), count=num_items
+    ),
+    "debug/items_per_list": clu_metrics.Average(
+      total=num_items.astype(jnp.float32), count=num_slots
+    ),
+    "debug/lists_in_loss_fraction": clu_metrics.Average(
+      total=jnp.sum(counts).astype(jnp.float32), count=num_slots
+    ),
+    "debug/lists_in_loss": metrics_lib.AveragePerStep(
+      total=jnp.sum(counts).astype(jnp.float32)
+    ),
+    "timing/steps_per_second": metrics_lib.StepsPerTime.from_model_output(),
+    "timing/seconds": metrics_lib.Time(),
+    "timing/lists_per_second": metrics_lib.TimeRate.from_model_output(
+      numerator=num_lists
+    ),
   }
   for name, metric_fn in metric_fns.items():
     total = metric_fn(
-        jax.lax.stop_gradient(scores), labels, where=mask, reduce_fn=jnp.sum
+      jax.lax.stop_gradient(scores), labels, where=mask, reduce_fn=jnp.sum
     )
     metrics[f"metrics/{name}"] = clu_metrics.Average(
-        total=jnp.asarray(total, jnp.float32), count=num_lists
+      total=jnp.asarray(total, jnp.float32), count=num_lists
     )
   return metrics

@@ -30,7 +30,9 @@ one the unpacked path makes, with T5X's packing features added.
 Array([[[3., 2., 1.]]], dtype=float32)
 """
 
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,16 +41,16 @@ Array = jnp.ndarray
 PyTree = Any
 
 _ENCODER_FEATURES = (
-    "encoder_input_tokens",
-    "encoder_segment_ids",
-    "encoder_positions",
+  "encoder_input_tokens",
+  "encoder_segment_ids",
+  "encoder_positions",
 )
 # Features whose `[N, R, X]` (or unpacked `[B, L, X]`) arrays hold rows.
 ROW_FEATURES = _ENCODER_FEATURES + (
-    "decoder_input_tokens",
-    "decoder_target_tokens",
-    "decoder_segment_ids",
-    "decoder_positions",
+  "decoder_input_tokens",
+  "decoder_target_tokens",
+  "decoder_segment_ids",
+  "decoder_positions",
 )
 
 
@@ -60,13 +62,15 @@ def is_packed(batch: Mapping[str, Array]) -> bool:
 def flatten_rows(batch: Mapping[str, Array]) -> dict[str, Array]:
   """Row features `[N, R, X]` -> `[N·R, X]` (pack-major), others dropped."""
   return {
-      name: jnp.reshape(x, (-1,) + tuple(x.shape[2:]))
-      for name, x in batch.items() if name in ROW_FEATURES
+    name: jnp.reshape(x, (-1,) + tuple(x.shape[2:]))
+    for name, x in batch.items()
+    if name in ROW_FEATURES
   }
 
 
-def gather_items(segment_values: Array, item_row: Array,
-                 item_segment: Array) -> Array:
+def gather_items(
+  segment_values: Array, item_row: Array, item_segment: Array
+) -> Array:
   """Each list slot's segment value: `[N, R, S, ...] -> [N, G, L, ...]`.
 
   `out[n, g, l] = segment_values[n, item_row[n, g, l], item_segment[n, g, l]
@@ -81,11 +85,13 @@ def gather_items(segment_values: Array, item_row: Array,
     `[N, G, L, ...]`.
   """
   num_packs, rows, segments = segment_values.shape[:3]
-  flat = jnp.reshape(segment_values,
-                     (num_packs, rows * segments) + segment_values.shape[3:])
+  flat = jnp.reshape(
+    segment_values, (num_packs, rows * segments) + segment_values.shape[3:]
+  )
   index = item_row * segments + item_segment - 1
   gathered = jax.vmap(lambda v, i: v[i])(
-      flat, jnp.reshape(index, (num_packs, -1)))
+    flat, jnp.reshape(index, (num_packs, -1))
+  )
   return jnp.reshape(gathered, item_row.shape + segment_values.shape[3:])
 
 
@@ -99,7 +105,7 @@ def flatten_lists(x: Array) -> Array:
   return jnp.reshape(x, (-1,) + tuple(x.shape[2:]))
 
 
-def _rngs(dropout_rng: Optional[Array]):
+def _rngs(dropout_rng: Array | None):
   return {"dropout": dropout_rng} if dropout_rng is not None else None
 
 
@@ -107,18 +113,24 @@ def _check_packed(batch: Mapping[str, Array], names: Sequence[str]) -> None:
   missing = [n for n in names if n not in batch]
   if missing:
     raise KeyError(
-        f"packed batch lacks {missing} (found {sorted(batch)}); use "
-        "t5rank.data.packing's converters")
+      f"packed batch lacks {missing} (found {sorted(batch)}); use "
+      "t5rank.data.packing's converters"
+    )
   tokens = batch["encoder_input_tokens"]
   if tokens.ndim != 3:
     raise ValueError(
-        "packed encoder_input_tokens must be [packs, rows, length]; got "
-        f"shape {tokens.shape}")
+      "packed encoder_input_tokens must be [packs, rows, length]; got "
+      f"shape {tokens.shape}"
+    )
 
 
-def token_logits(module, params: PyTree, batch: Mapping[str, Array],
-                 token_ids: Optional[Sequence[int]],
-                 dropout_rng: Optional[Array] = None) -> Array:
+def token_logits(
+  module,
+  params: PyTree,
+  batch: Mapping[str, Array],
+  token_ids: Sequence[int] | None,
+  dropout_rng: Array | None = None,
+) -> Array:
   """Enc-dec: logits of the score token(s) of every list slot, `[N·G, L, K]`.
 
   Runs `module.token_logits` (a `network.RankingTransformer`) on the rows
@@ -146,26 +158,31 @@ def token_logits(module, params: PyTree, batch: Mapping[str, Array],
     ids = jnp.asarray(token_ids, jnp.int32)
   rngs = _rngs(dropout_rng)
   logits = module.apply(
-      {"params": params},
-      rows["encoder_input_tokens"],
-      rows["decoder_input_tokens"],
-      rows["decoder_target_tokens"],
-      ids,
-      encoder_segment_ids=rows["encoder_segment_ids"],
-      decoder_segment_ids=rows["decoder_segment_ids"],
-      encoder_positions=rows["encoder_positions"],
-      decoder_positions=rows["decoder_positions"],
-      enable_dropout=rngs is not None,
-      rngs=rngs,
-      method=module.token_logits,
+    {"params": params},
+    rows["encoder_input_tokens"],
+    rows["decoder_input_tokens"],
+    rows["decoder_target_tokens"],
+    ids,
+    encoder_segment_ids=rows["encoder_segment_ids"],
+    decoder_segment_ids=rows["decoder_segment_ids"],
+    encoder_positions=rows["encoder_positions"],
+    decoder_positions=rows["decoder_positions"],
+    enable_dropout=rngs is not None,
+    rngs=rngs,
+    method=module.token_logits,
   )  # [N·R, S, K]
   logits = jnp.reshape(logits, (num_packs, num_rows) + logits.shape[1:])
   return flatten_lists(
-      gather_items(logits, batch["item_row"], batch["item_segment"]))
+    gather_items(logits, batch["item_row"], batch["item_segment"])
+  )
 
 
-def encoder_scores(module, params: PyTree, batch: Mapping[str, Array],
-                   dropout_rng: Optional[Array] = None) -> Array:
+def encoder_scores(
+  module,
+  params: PyTree,
+  batch: Mapping[str, Array],
+  dropout_rng: Array | None = None,
+) -> Array:
   """Encoder-only: one score per list slot, `[N·G, L]`.
 
   Runs the module (a `network.RankingEncoder`) on the rows `[N·R, T]` with
@@ -191,11 +208,11 @@ def encoder_scores(module, params: PyTree, batch: Mapping[str, Array],
   num_segments = min(length, item_row.shape[1] * item_row.shape[2])
   rngs = _rngs(dropout_rng)
   scores = module.apply(
-      {"params": params},
-      *(rows[name] for name in _ENCODER_FEATURES),
-      num_segments=num_segments,
-      enable_dropout=rngs is not None,
-      rngs=rngs,
+    {"params": params},
+    *(rows[name] for name in _ENCODER_FEATURES),
+    num_segments=num_segments,
+    enable_dropout=rngs is not None,
+    rngs=rngs,
   )  # [N·R, S]
   scores = jnp.reshape(scores, (num_packs, num_rows, num_segments))
   return flatten_lists(gather_items(scores, item_row, batch["item_segment"]))
@@ -211,8 +228,9 @@ def packing_metrics(batch: Mapping[str, Array]) -> dict[str, Any]:
   from t5x import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 
   return {
-      f"packing/{name}": metrics_lib.Sum(
-          jnp.sum(jnp.asarray(batch[f"packing_{name}"], jnp.float32)))
-      for name in ("truncated_items", "truncated_tokens")
-      if f"packing_{name}" in batch
+    f"packing/{name}": metrics_lib.Sum(
+      jnp.sum(jnp.asarray(batch[f"packing_{name}"], jnp.float32))
+    )
+    for name in ("truncated_items", "truncated_tokens")
+    if f"packing_{name}" in batch
   }

@@ -25,11 +25,10 @@ vocabulary with `extra_ids=`.
 """
 
 import re
-from typing import Union
 
 import seqio
 
-Token = Union[int, str]
+Token = int | str
 
 _SENTINEL = re.compile(r"<extra_id_(\d+)>")
 
@@ -52,8 +51,8 @@ def resolve_token_id(vocabulary: seqio.Vocabulary, token: Token) -> int:
   if isinstance(token, int):
     if not 0 < token < size:
       raise ValueError(
-          f"score token id={token} is outside [1, {size}) of "
-          f"{type(vocabulary).__name__} (vocab_size={size})"
+        f"score token id={token} is outside [1, {size}) of "
+        f"{type(vocabulary).__name__} (vocab_size={size})"
       )
     return token
   sentinel = _SENTINEL.fullmatch(token)
@@ -62,17 +61,17 @@ def resolve_token_id(vocabulary: seqio.Vocabulary, token: Token) -> int:
     extra_ids = getattr(vocabulary, "extra_ids", 0) or 0
     if index >= extra_ids:
       raise ValueError(
-          f"score token={token!r} needs extra_ids > {index}, but "
-          f"{type(vocabulary).__name__} has extra_ids={extra_ids}; give the "
-          "token as an int id, a string that encodes to one id, or build the "
-          "vocabulary with more extra_ids"
+        f"score token={token!r} needs extra_ids > {index}, but "
+        f"{type(vocabulary).__name__} has extra_ids={extra_ids}; give the "
+        "token as an int id, a string that encodes to one id, or build the "
+        "vocabulary with more extra_ids"
       )
     return size - 1 - index
   ids = list(vocabulary.encode(token))
   if len(ids) != 1:
     raise ValueError(
-        f"score token={token!r} encodes to {len(ids)} ids {ids} with "
-        f"{type(vocabulary).__name__}; a score token must be exactly one id "
-        "(give the id as an int)"
+      f"score token={token!r} encodes to {len(ids)} ids {ids} with "
+      f"{type(vocabulary).__name__}; a score token must be exactly one id "
+      "(give the id as an int)"
     )
   return int(ids[0])

@@ -30,8 +30,9 @@ times slower.
 Everything here is private; :mod:`t5rank.ranking.losses` is the public face.
 """
 
+from collections.abc import Callable
 import functools
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 import jax
 from jax import lax
@@ -54,13 +55,16 @@ class PairLoss(NamedTuple):
   ``positive(m_reversed)``; a product of steps is one step of a minimum,
   which is cheaper to evaluate.
   """
+
   value: Callable[[Array, Array], Array]
-  grads: Callable[[Array, Array], Tuple[Array, Array]]
-  masked_grads: Optional[Callable[..., Tuple[Array, Array]]] = None
+  grads: Callable[[Array, Array], tuple[Array, Array]]
+  masked_grads: Callable[..., tuple[Array, Array]] | None = None
 
 
 # Which ordered pairs (i, j) of valid items count.
-GREATER = "greater"  # y_i > y_j (each unordered pair with distinct labels once).
+GREATER = (
+  "greater"  # y_i > y_j (each unordered pair with distinct labels once).
+)
 ALL = "all"  # every ordered pair, i == j included (Rax's pairwise MSE).
 
 
@@ -71,18 +75,20 @@ def positive(x: Array) -> Array:
 
 class PairInputs(NamedTuple):
   """``[..., n]`` vectors from which every pair quantity is formed."""
+
   scores: Array
   labels: Array
-  high: Optional[Array]  # GREATER: label, -inf for masked items.
-  low: Optional[Array]  # GREATER: label, +inf for masked items.
-  valid: Optional[Array]  # ALL: 1.0 for valid items, 0.0 for masked ones.
-  segments: Optional[Array]  # float segment ids, or None.
-  weights: Optional[Array]  # per-item weights of the pair's first item.
-  lambdaweights: Optional[Array]  # [..., n, n], or None.
+  high: Array | None  # GREATER: label, -inf for masked items.
+  low: Array | None  # GREATER: label, +inf for masked items.
+  valid: Array | None  # ALL: 1.0 for valid items, 0.0 for masked ones.
+  segments: Array | None  # float segment ids, or None.
+  weights: Array | None  # per-item weights of the pair's first item.
+  lambdaweights: Array | None  # [..., n, n], or None.
 
 
-def pair_inputs(scores, labels, *, where, segments, weights, lambdaweights,
-                pairs) -> PairInputs:
+def pair_inputs(
+  scores, labels, *, where, segments, weights, lambdaweights, pairs
+) -> PairInputs:
   dtype = scores.dtype
   high = low = valid = None
   if pairs == GREATER:
@@ -99,10 +105,13 @@ def pair_inputs(scores, labels, *, where, segments, weights, lambdaweights,
   if lambdaweights is not None:
     # A lambda weight on an invalid pair may be anything (even NaN).
     lambdaweights = jnp.where(
-        valid_pairs(labels, where=where, segments=segments, pairs=pairs),
-        lambdaweights, 0.0)
-  return PairInputs(scores, labels, high, low, valid, segments, weights,
-                    lambdaweights)
+      valid_pairs(labels, where=where, segments=segments, pairs=pairs),
+      lambdaweights,
+      0.0,
+    )
+  return PairInputs(
+    scores, labels, high, low, valid, segments, weights, lambdaweights
+  )
 
 
 def _pair_axes(transpose: bool, extra_axis: bool):
@@ -128,8 +137,7 @@ def _factors(inputs: PairInputs, *, transpose: bool, extra_axis: bool):
   if inputs.valid is not None:
     c = row(inputs.valid) * col(inputs.valid)
   if inputs.segments is not None:
-    same = 1.0 - jnp.sign(jnp.abs(row(inputs.segments) -
-                                  col(inputs.segments)))
+    same = 1.0 - jnp.sign(jnp.abs(row(inputs.segments) - col(inputs.segments)))
     c = same if c is None else c * same
   if inputs.weights is not None:
     c = row(inputs.weights) if c is None else c * row(inputs.weights)
@@ -143,14 +151,14 @@ def _factors(inputs: PairInputs, *, transpose: bool, extra_axis: bool):
   return c
 
 
-def _weights(inputs: PairInputs, *, transpose: bool, extra_axis: bool
-             ) -> Array:
+def _weights(inputs: PairInputs, *, transpose: bool, extra_axis: bool) -> Array:
   """``c_ij`` (or ``c_ji`` with ``transpose``): ``[..., n, n]``, or
   ``[..., 1, n, n]`` with ``extra_axis``."""
   c = _factors(inputs, transpose=transpose, extra_axis=extra_axis)
   if inputs.high is not None:
-    valid = positive(_mask_argument(inputs, transpose=transpose,
-                                    extra_axis=extra_axis))
+    valid = positive(
+      _mask_argument(inputs, transpose=transpose, extra_axis=extra_axis)
+    )
     c = valid if c is None else valid * c
   return c
 
@@ -171,8 +179,11 @@ def _gradient(pair_loss: PairLoss, inputs: PairInputs) -> Array:
   dy = y[..., :, None] - y[..., None, :]
   if inputs.high is not None and pair_loss.masked_grads is not None:
     forward, backward = pair_loss.masked_grads(
-        _mask_argument(inputs, transpose=False, extra_axis=True),
-        _mask_argument(inputs, transpose=True, extra_axis=True), d, dy)
+      _mask_argument(inputs, transpose=False, extra_axis=True),
+      _mask_argument(inputs, transpose=True, extra_axis=True),
+      d,
+      dy,
+    )
     c = _factors(inputs, transpose=False, extra_axis=True)
     c_reversed = _factors(inputs, transpose=True, extra_axis=True)
     if c is not None:
@@ -213,13 +224,15 @@ def fused_total(pair_loss: PairLoss, inputs: PairInputs) -> Array:
   Only the scores get a gradient; labels, masks, weights and lambda weights
   are constants.
   """
-  constants = jax.tree_util.tree_map(lax.stop_gradient,
-                                     inputs._replace(scores=None))
+  constants = jax.tree_util.tree_map(
+    lax.stop_gradient, inputs._replace(scores=None)
+  )
   return _fused_total(pair_loss, inputs.scores, constants)
 
 
-def valid_pairs(labels: Array, *, where: Array, segments: Optional[Array],
-                pairs: str) -> Array:
+def valid_pairs(
+  labels: Array, *, where: Array, segments: Array | None, pairs: str
+) -> Array:
   """Boolean ``[..., n, n]`` mask of the pairs that count."""
   valid = where[..., :, None] & where[..., None, :]
   if pairs == GREATER:
@@ -230,17 +243,18 @@ def valid_pairs(labels: Array, *, where: Array, segments: Optional[Array],
 
 
 def count_pairs(
-    labels: Array,
-    *,
-    where: Array,
-    segments: Optional[Array],
-    pairs: str,
+  labels: Array,
+  *,
+  where: Array,
+  segments: Array | None,
+  pairs: str,
 ) -> Array:
   """Number of valid ordered pairs over the whole batch (a float scalar)."""
   dtype = labels.dtype
   if segments is not None:
-    return jnp.sum(valid_pairs(labels, where=where, segments=segments,
-                               pairs=pairs)).astype(dtype)
+    return jnp.sum(
+      valid_pairs(labels, where=where, segments=segments, pairs=pairs)
+    ).astype(dtype)
   if pairs == ALL:
     per_list = jnp.sum(where, axis=-1).astype(dtype)
     return jnp.sum(per_list * per_list)
@@ -251,7 +265,8 @@ def count_pairs(
   flat_where = where.reshape(-1, size)
   ordered = jnp.sort(jnp.where(flat_where, flat_labels, jnp.inf), axis=-1)
   smaller = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="left"))(
-      ordered, flat_labels)
+    ordered, flat_labels
+  )
   return jnp.sum(jnp.where(flat_where, smaller, 0)).astype(dtype)
 
 
@@ -301,33 +316,39 @@ def _mse_grads(d, dy):
 MSE = PairLoss(_mse_value, _mse_grads)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hinge(margin: float) -> PairLoss:
   """``max(0, margin - d)``."""
   return PairLoss(
-      value=lambda d, dy: jax.nn.relu(margin - d),
-      grads=lambda d, dy: (-positive(margin - d), -positive(margin + d)),
-      masked_grads=lambda m, m_rev, d, dy: (
-          -positive(jnp.minimum(m, margin - d)),
-          -positive(jnp.minimum(m_rev, margin + d))),
+    value=lambda d, dy: jax.nn.relu(margin - d),
+    grads=lambda d, dy: (-positive(margin - d), -positive(margin + d)),
+    masked_grads=lambda m, m_rev, d, dy: (
+      -positive(jnp.minimum(m, margin - d)),
+      -positive(jnp.minimum(m_rev, margin + d)),
+    ),
   )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def quantile(tau: float, squared: bool) -> PairLoss:
   """Quantile-regression pair loss on ``e = dy - d``."""
   if squared:
+
     def value(d, dy):
       e = dy - d
-      return (tau * jnp.square(jax.nn.relu(e)) +
-              (1.0 - tau) * jnp.square(jax.nn.relu(-e)))
+      return tau * jnp.square(jax.nn.relu(e)) + (1.0 - tau) * jnp.square(
+        jax.nn.relu(-e)
+      )
 
     def grads(d, dy):
       e = dy - d
       up, down = jax.nn.relu(e), jax.nn.relu(-e)
-      return (-2.0 * tau * up + 2.0 * (1.0 - tau) * down,
-              -2.0 * tau * down + 2.0 * (1.0 - tau) * up)
+      return (
+        -2.0 * tau * up + 2.0 * (1.0 - tau) * down,
+        -2.0 * tau * down + 2.0 * (1.0 - tau) * up,
+      )
   else:
+
     def value(d, dy):
       e = dy - d
       return tau * jax.nn.relu(e) + (1.0 - tau) * jax.nn.relu(-e)
@@ -335,14 +356,15 @@ def quantile(tau: float, squared: bool) -> PairLoss:
     def grads(d, dy):
       e = dy - d
       up, down = positive(e), positive(-e)
-      return (-tau * up + (1.0 - tau) * down,
-              -tau * down + (1.0 - tau) * up)
+      return (-tau * up + (1.0 - tau) * down, -tau * down + (1.0 - tau) * up)
 
     def masked_grads(m, m_rev, d, dy):
       e = dy - d
       step = lambda a, b: positive(jnp.minimum(a, b))
-      return (-tau * step(m, e) + (1.0 - tau) * step(m, -e),
-              -tau * step(m_rev, -e) + (1.0 - tau) * step(m_rev, e))
+      return (
+        -tau * step(m, e) + (1.0 - tau) * step(m, -e),
+        -tau * step(m_rev, -e) + (1.0 - tau) * step(m_rev, e),
+      )
 
     return PairLoss(value, grads, masked_grads)
   return PairLoss(value, grads)

@@ -13,8 +13,6 @@ same-segment mask, and give each item its segment's value.
 [ True False  True False]
 """
 
-from typing import Optional
-
 from jax import lax
 import jax.numpy as jnp
 
@@ -35,8 +33,7 @@ def same_segment_mask(segments: Array) -> Array:
   return segments[..., :, None] == segments[..., None, :]
 
 
-def segment_sum(a: Array, segments: Array,
-                where: Optional[Array] = None) -> Array:
+def segment_sum(a: Array, segments: Array, where: Array | None = None) -> Array:
   """For every item, the sum of ``a`` over the valid items of its segment.
 
   >>> print(segment_sum(jnp.array([1., 2., 4.]), jnp.array([0, 1, 0])))
@@ -50,8 +47,12 @@ def segment_sum(a: Array, segments: Array,
   return jnp.sum(jnp.where(mask, pairs, jnp.zeros_like(pairs)), axis=-1)
 
 
-def segment_max(a: Array, segments: Array, where: Optional[Array] = None,
-                initial: float = -jnp.inf) -> Array:
+def segment_max(
+  a: Array,
+  segments: Array,
+  where: Array | None = None,
+  initial: float = -jnp.inf,
+) -> Array:
   """For every item, the max of ``a`` over the valid items of its segment.
 
   >>> print(segment_max(jnp.array([1., 2., 4.]), jnp.array([0, 1, 0])))
@@ -65,8 +66,9 @@ def segment_max(a: Array, segments: Array, where: Optional[Array] = None,
   return jnp.max(pairs, axis=-1, where=mask, initial=initial)
 
 
-def segment_log_softmax(a: Array, segments: Array,
-                        where: Optional[Array] = None) -> Array:
+def segment_log_softmax(
+  a: Array, segments: Array, where: Array | None = None
+) -> Array:
   """Log-softmax of ``a`` within each segment (over valid items).
 
   >>> print(jnp.exp(segment_log_softmax(jnp.array([0., 5., 0.]),
@@ -75,16 +77,18 @@ def segment_log_softmax(a: Array, segments: Array,
   """
   a = jnp.asarray(a)
   finite_min = jnp.min(jnp.where(jnp.isfinite(a), a, 0))
-  shift = lax.stop_gradient(segment_max(a, segments, where=where,
-                                        initial=finite_min))
+  shift = lax.stop_gradient(
+    segment_max(a, segments, where=where, initial=finite_min)
+  )
   shifted = a - shift
   masked = shifted if where is None else jnp.where(where, shifted, -jnp.inf)
   total = segment_sum(jnp.exp(masked), segments, where=where)
   return shifted - jnp.log(jnp.where(total > 0, total, 1.0))
 
 
-def segment_softmax(a: Array, segments: Array,
-                    where: Optional[Array] = None) -> Array:
+def segment_softmax(
+  a: Array, segments: Array, where: Array | None = None
+) -> Array:
   """Softmax of ``a`` within each segment (over valid items).
 
   >>> print(segment_softmax(jnp.array([0., 5., 0.]), jnp.array([0, 1, 0])))
@@ -103,8 +107,9 @@ def in_segment_indices(segments: Array) -> Array:
   return jnp.sum(jnp.tril(mask), axis=-1) - 1
 
 
-def first_item_segment_mask(segments: Array,
-                            where: Optional[Array] = None) -> Array:
+def first_item_segment_mask(
+  segments: Array, where: Array | None = None
+) -> Array:
   """True for the first valid item of every segment (one entry per segment).
 
   >>> print(first_item_segment_mask(jnp.array([1, 0, 1, 0])))

@@ -14,8 +14,9 @@ their wrapped signature; `functools.partial` keeps the rest of it.
 True
 """
 
+from collections.abc import Callable
 import inspect
-from typing import Any, Callable
+from typing import Any
 
 
 def takes_argument(fn: Callable[..., Any], name: str) -> bool:

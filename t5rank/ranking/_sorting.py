@@ -24,7 +24,7 @@ every other backend (GPU, TPU) use XLA's own sort (``lax.sort``,
 results bit for bit.
 """
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 from jax import lax
@@ -55,11 +55,13 @@ def uses_sorting_network(list_size: int) -> bool:
   >>> uses_sorting_network(1)
   False
   """
-  return (jax.default_backend() == "cpu"
-          and 1 < list_size <= _CPU_NETWORK_MAX_LIST_SIZE)
+  return (
+    jax.default_backend() == "cpu"
+    and 1 < list_size <= _CPU_NETWORK_MAX_LIST_SIZE
+  )
 
 
-def order_key(scores: Array, where: Optional[Array] = None) -> Array:
+def order_key(scores: Array, where: Array | None = None) -> Array:
   """int32 key whose *ascending* order is the ranking order of ``scores``.
 
   Higher scores get smaller keys; ``-0.0`` equals ``0.0``; valid ``NaN``
@@ -82,7 +84,7 @@ def order_key(scores: Array, where: Optional[Array] = None) -> Array:
   return key
 
 
-def _top_k_key(scores: Array, where: Optional[Array]) -> Array:
+def _top_k_key(scores: Array, where: Array | None) -> Array:
   """float32 key for ``lax.top_k`` (which is ~20x slower on int32 on CPU).
 
   Same order as :func:`order_key` except that finite scores at or below
@@ -126,9 +128,11 @@ def _network_argsort(key: Array) -> Array:
   i = lax.broadcasted_iota(jnp.int32, (n, size), 0)
   if padded != n:
     k = jnp.concatenate(
-        [k, jnp.full((padded - n, size), _INT32_MAX, jnp.int32)], 0)
+      [k, jnp.full((padded - n, size), _INT32_MAX, jnp.int32)], 0
+    )
     i = jnp.concatenate(
-        [i, lax.broadcasted_iota(jnp.int32, (padded - n, size), 0) + n], 0)
+      [i, lax.broadcasted_iota(jnp.int32, (padded - n, size), 0) + n], 0
+    )
   for stage in range(1, m + 1):
     block = 1 << stage
     half = block // 2
@@ -141,15 +145,17 @@ def _network_argsort(key: Array) -> Array:
       ascending = jnp.asarray((starts & block) == 0)[:, None, None]
       b_first = (kb < ka) | ((kb == ka) & (ib < ia))
       swap = b_first == ascending
-      k = jnp.stack([jnp.where(swap, kb, ka), jnp.where(swap, ka, kb)],
-                    1).reshape(padded, size)
-      i = jnp.stack([jnp.where(swap, ib, ia), jnp.where(swap, ia, ib)],
-                    1).reshape(padded, size)
+      k = jnp.stack(
+        [jnp.where(swap, kb, ka), jnp.where(swap, ka, kb)], 1
+      ).reshape(padded, size)
+      i = jnp.stack(
+        [jnp.where(swap, ib, ia), jnp.where(swap, ia, ib)], 1
+      ).reshape(padded, size)
       half //= 2
   return i[:n].T.reshape(*batch, n)
 
 
-def _label_key(labels: Array, where: Optional[Array]) -> Array:
+def _label_key(labels: Array, where: Array | None) -> Array:
   """int32 key ascending with ``labels``; masked items get the largest key."""
   y = jnp.asarray(labels)
   if y.dtype != jnp.float32:
@@ -172,8 +178,9 @@ def _compare_exchange_steps(padded):
       half //= 2
 
 
-def ordered_pair_counts(scores: Array, labels: Array,
-                        where: Optional[Array] = None):
+def ordered_pair_counts(
+  scores: Array, labels: Array, where: Array | None = None
+):
   """Per list: (#pairs with y_i > y_j and s_i > s_j, #pairs with y_i > y_j).
 
   Counts over valid items without an ``[n, n]`` matrix: sort by (score
@@ -191,8 +198,11 @@ def ordered_pair_counts(scores: Array, labels: Array,
   """
   scores = jnp.asarray(scores)
   *batch, n = scores.shape
-  where_b = None if where is None else jnp.broadcast_to(
-      jnp.asarray(where).astype(bool), scores.shape)
+  where_b = (
+    None
+    if where is None
+    else jnp.broadcast_to(jnp.asarray(where).astype(bool), scores.shape)
+  )
   if not uses_sorting_network(n):
     return _pairwise_ordered_pair_counts(scores, labels, where_b)
   size = 1
@@ -209,18 +219,24 @@ def ordered_pair_counts(scores: Array, labels: Array,
   # 1) Sort by (score key, label key) ascending; keep the label sequence.
   for _, block, half in _compare_exchange_steps(padded):
     groups = padded // (2 * half)
-    a1, b1 = k1.reshape(groups, 2, half, size)[:, 0], k1.reshape(
-        groups, 2, half, size)[:, 1]
-    a2, b2 = k2.reshape(groups, 2, half, size)[:, 0], k2.reshape(
-        groups, 2, half, size)[:, 1]
+    a1, b1 = (
+      k1.reshape(groups, 2, half, size)[:, 0],
+      k1.reshape(groups, 2, half, size)[:, 1],
+    )
+    a2, b2 = (
+      k2.reshape(groups, 2, half, size)[:, 0],
+      k2.reshape(groups, 2, half, size)[:, 1],
+    )
     starts = np.arange(groups) * 2 * half
     ascending = jnp.asarray((starts & block) == 0)[:, None, None]
     b_first = (b1 < a1) | ((b1 == a1) & (b2 < a2))
     swap = b_first == ascending
-    k1 = jnp.stack([jnp.where(swap, b1, a1), jnp.where(swap, a1, b1)],
-                   1).reshape(padded, size)
-    k2 = jnp.stack([jnp.where(swap, b2, a2), jnp.where(swap, a2, b2)],
-                   1).reshape(padded, size)
+    k1 = jnp.stack(
+      [jnp.where(swap, b1, a1), jnp.where(swap, a1, b1)], 1
+    ).reshape(padded, size)
+    k2 = jnp.stack(
+      [jnp.where(swap, b2, a2), jnp.where(swap, a2, b2)], 1
+    ).reshape(padded, size)
   # 2) Merge sort the label sequence, counting inversions at every merge.
   seq = k2
   correct = jnp.zeros((size,), jnp.int32)
@@ -228,18 +244,20 @@ def ordered_pair_counts(scores: Array, labels: Array,
     block = 1 << stage
     half = block // 2
     position = np.arange(padded) % block
-    tag = jnp.broadcast_to(jnp.asarray(position >= half, jnp.int32)[:, None],
-                           (padded, size))
+    tag = jnp.broadcast_to(
+      jnp.asarray(position >= half, jnp.int32)[:, None], (padded, size)
+    )
     # Flip step then half-cleaners: every block ends sorted ascending by
     # (label, tag), so left items precede equal right items.
-    steps = [("flip", block)] + [("half", h) for h in
-                                 (1 << e for e in range(stage - 2, -1, -1))]
+    steps = [("flip", block)] + [
+      ("half", h) for h in (1 << e for e in range(stage - 2, -1, -1))
+    ]
     for kind, width in steps:
       if kind == "flip":
         r = seq.reshape(padded // width, width, size)
         t = tag.reshape(padded // width, width, size)
-        a, b = r[:, :width // 2], jnp.flip(r[:, width // 2:], 1)
-        ta, tb = t[:, :width // 2], jnp.flip(t[:, width // 2:], 1)
+        a, b = r[:, : width // 2], jnp.flip(r[:, width // 2 :], 1)
+        ta, tb = t[:, : width // 2], jnp.flip(t[:, width // 2 :], 1)
       else:
         r = seq.reshape(padded // (2 * width), 2, width, size)
         t = tag.reshape(padded // (2 * width), 2, width, size)
@@ -249,21 +267,20 @@ def ordered_pair_counts(scores: Array, labels: Array,
       tlo, thi = jnp.where(swap, tb, ta), jnp.where(swap, ta, tb)
       if kind == "flip":
         seq = jnp.concatenate([lo, jnp.flip(hi, 1)], 1).reshape(padded, size)
-        tag = jnp.concatenate([tlo, jnp.flip(thi, 1)], 1).reshape(padded,
-                                                                  size)
+        tag = jnp.concatenate([tlo, jnp.flip(thi, 1)], 1).reshape(padded, size)
       else:
         seq = jnp.stack([lo, hi], 1).reshape(padded, size)
         tag = jnp.stack([tlo, thi], 1).reshape(padded, size)
     t = tag.reshape(padded // block, block, size)
     right_before = jnp.cumsum(t, axis=1) - t
-    correct = correct + jnp.sum(jnp.where(t == 0, right_before, 0),
-                                axis=(0, 1))
+    correct = correct + jnp.sum(jnp.where(t == 0, right_before, 0), axis=(0, 1))
   # Pairs with different labels: (m^2 - sum_v c_v^2) / 2 over valid items.
   valid = seq != _INT32_MAX
   iota = lax.broadcasted_iota(jnp.int32, seq.shape, 0)
   previous = jnp.concatenate([seq[:1], seq[:-1]], 0)
-  run_start = lax.cummax(jnp.where((iota == 0) | (seq != previous), iota, 0),
-                         axis=0)
+  run_start = lax.cummax(
+    jnp.where((iota == 0) | (seq != previous), iota, 0), axis=0
+  )
   squares = jnp.sum(jnp.where(valid, 2 * (iota - run_start) + 1, 0), axis=0)
   count = jnp.sum(valid, axis=0, dtype=jnp.int32)
   pairs = (count * count - squares) // 2
@@ -278,8 +295,10 @@ def _pairwise_ordered_pair_counts(scores, labels, where):
   if where is not None:
     ordered = ordered & where[..., :, None] & where[..., None, :]
   correct = ordered & (score_key[..., :, None] < score_key[..., None, :])
-  return (jnp.sum(correct, axis=(-2, -1), dtype=jnp.int32),
-          jnp.sum(ordered, axis=(-2, -1), dtype=jnp.int32))
+  return (
+    jnp.sum(correct, axis=(-2, -1), dtype=jnp.int32),
+    jnp.sum(ordered, axis=(-2, -1), dtype=jnp.int32),
+  )
 
 
 def sort_values_descending(values: Array) -> Array:
@@ -308,8 +327,7 @@ def sort_values_descending(values: Array) -> Array:
   padded = 1 << m
   v = values.reshape(size, n).T
   if padded != n:
-    v = jnp.concatenate(
-        [v, jnp.full((padded - n, size), -jnp.inf, v.dtype)], 0)
+    v = jnp.concatenate([v, jnp.full((padded - n, size), -jnp.inf, v.dtype)], 0)
   for stage in range(1, m + 1):
     block = 1 << stage
     half = block // 2
@@ -320,8 +338,9 @@ def sort_values_descending(values: Array) -> Array:
       starts = np.arange(groups) * 2 * half
       descending = jnp.asarray((starts & block) == 0)[:, None, None]
       hi, lo = jnp.maximum(a, b), jnp.minimum(a, b)
-      v = jnp.stack([jnp.where(descending, hi, lo),
-                     jnp.where(descending, lo, hi)], 1).reshape(padded, size)
+      v = jnp.stack(
+        [jnp.where(descending, hi, lo), jnp.where(descending, lo, hi)], 1
+      ).reshape(padded, size)
       half //= 2
   return v[:n].T.reshape(*batch, n)
 
@@ -340,11 +359,11 @@ def _sort_keys(scores, where, segments, key):
 
 
 def sort_order(
-    scores: Array,
-    *,
-    where: Optional[Array] = None,
-    key: Optional[Array] = None,
-    topn: Optional[int] = None,
+  scores: Array,
+  *,
+  where: Array | None = None,
+  key: Array | None = None,
+  topn: int | None = None,
 ) -> Array:
   """Indices of the items in ranking order along the last axis.
 
@@ -375,8 +394,12 @@ def sort_order(
   if key is not None or not _exact_float_key(scores):
     iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
     keys = _sort_keys(scores, where, None, key)
-    order = lax.sort(tuple(keys) + (iota,), dimension=scores.ndim - 1,
-                     num_keys=len(keys), is_stable=True)[-1]
+    order = lax.sort(
+      tuple(keys) + (iota,),
+      dimension=scores.ndim - 1,
+      num_keys=len(keys),
+      is_stable=True,
+    )[-1]
     return order[..., :m]
   if m < n:
     return lax.top_k(_top_k_key(scores, where), m)[1].astype(jnp.int32)
@@ -386,17 +409,18 @@ def sort_order(
   if uses_sorting_network(n):
     return _network_argsort(okey)
   iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
-  return lax.sort((okey, iota), dimension=scores.ndim - 1, num_keys=1,
-                  is_stable=True)[1]
+  return lax.sort(
+    (okey, iota), dimension=scores.ndim - 1, num_keys=1, is_stable=True
+  )[1]
 
 
 def sort_by(
-    scores: Array,
-    tensors_to_sort: Sequence[Array],
-    axis: int = -1,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    key: Optional[Array] = None,
+  scores: Array,
+  tensors_to_sort: Sequence[Array],
+  axis: int = -1,
+  where: Array | None = None,
+  segments: Array | None = None,
+  key: Array | None = None,
 ) -> Sequence[Array]:
   """Sorts ``tensors_to_sort`` by descending ``scores`` along ``axis``.
 
@@ -420,8 +444,7 @@ def sort_by(
     A tuple with the sorted arrays.
   """
   scores = jnp.moveaxis(jnp.asarray(scores), axis, -1)
-  move = lambda a: None if a is None else jnp.moveaxis(jnp.asarray(a), axis,
-                                                       -1)
+  move = lambda a: None if a is None else jnp.moveaxis(jnp.asarray(a), axis, -1)
   where, segments = move(where), move(segments)
   tensors = [move(t) for t in tensors_to_sort]
   if segments is None:
@@ -429,8 +452,12 @@ def sort_by(
     out = [jnp.take_along_axis(t, order, axis=-1) for t in tensors]
   else:
     keys = _sort_keys(scores, where, segments, key)
-    out = lax.sort(tuple(keys) + tuple(tensors), dimension=scores.ndim - 1,
-                   num_keys=len(keys), is_stable=True)[len(keys):]
+    out = lax.sort(
+      tuple(keys) + tuple(tensors),
+      dimension=scores.ndim - 1,
+      num_keys=len(keys),
+      is_stable=True,
+    )[len(keys) :]
     # Sorting by segment first groups each segment; move every group back to
     # the slots its segment held (the k-th slot of segment s, in list order,
     # receives segment s's k-th item by score).
@@ -442,30 +469,34 @@ def sort_by(
 
 def _inverse_permutation(permutation: Array) -> Array:
   """Inverse of permutations along the last axis (a scatter, not a sort)."""
-  iota = lax.broadcasted_iota(permutation.dtype, permutation.shape,
-                              permutation.ndim - 1)
-  return jnp.put_along_axis(jnp.zeros_like(permutation), permutation, iota,
-                            axis=-1, inplace=False)
+  iota = lax.broadcasted_iota(
+    permutation.dtype, permutation.shape, permutation.ndim - 1
+  )
+  return jnp.put_along_axis(
+    jnp.zeros_like(permutation), permutation, iota, axis=-1, inplace=False
+  )
 
 
 def _segment_positions(sorted_segments: Array) -> Array:
   """0-based position within its segment for segment-grouped sorted ids."""
-  iota = lax.broadcasted_iota(jnp.int32, sorted_segments.shape,
-                              sorted_segments.ndim - 1)
+  iota = lax.broadcasted_iota(
+    jnp.int32, sorted_segments.shape, sorted_segments.ndim - 1
+  )
   previous = jnp.concatenate(
-      [sorted_segments[..., :1], sorted_segments[..., :-1]], axis=-1)
+    [sorted_segments[..., :1], sorted_segments[..., :-1]], axis=-1
+  )
   starts = (iota == 0) | (sorted_segments != previous)
   first = lax.cummax(jnp.where(starts, iota, 0), axis=sorted_segments.ndim - 1)
   return iota - first
 
 
 def ranks(
-    scores: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    axis: int = -1,
-    key: Optional[Array] = None,
+  scores: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  axis: int = -1,
+  key: Array | None = None,
 ) -> Array:
   """1-based ranks of ``scores`` in descending order (not differentiable).
 
@@ -503,16 +534,18 @@ def ranks(
     positions = iota
   else:
     keys = _sort_keys(scores, where, segments, key)
-    sorted_all = lax.sort(tuple(keys) + (iota,), dimension=last,
-                          num_keys=len(keys), is_stable=True)
+    sorted_all = lax.sort(
+      tuple(keys) + (iota,), dimension=last, num_keys=len(keys), is_stable=True
+    )
     order = sorted_all[-1]
     positions = _segment_positions(sorted_all[0])
-  out = jnp.put_along_axis(jnp.zeros_like(order), order, positions + 1,
-                           axis=-1, inplace=False)
+  out = jnp.put_along_axis(
+    jnp.zeros_like(order), order, positions + 1, axis=-1, inplace=False
+  )
   return jnp.moveaxis(out, -1, axis)
 
 
-def top_n_mask(a: Array, n: int, *, where: Optional[Array] = None) -> Array:
+def top_n_mask(a: Array, n: int, *, where: Array | None = None) -> Array:
   """Boolean mask of the ``n`` largest valid entries of ``a`` per list.
 
   Ties keep list order; masked entries are never selected. One
@@ -528,9 +561,13 @@ def top_n_mask(a: Array, n: int, *, where: Optional[Array] = None) -> Array:
     sel = jnp.ones(a.shape, bool)
   else:
     order = sort_order(a, where=where, topn=k)
-    sel = jnp.put_along_axis(jnp.zeros(a.shape, bool), order,
-                             jnp.ones(order.shape, bool), axis=-1,
-                             inplace=False)
+    sel = jnp.put_along_axis(
+      jnp.zeros(a.shape, bool),
+      order,
+      jnp.ones(order.shape, bool),
+      axis=-1,
+      inplace=False,
+    )
   if where is not None:
     sel = sel & jnp.asarray(where).astype(bool)
   return sel

@@ -23,8 +23,11 @@ import numpy as np
 2.6666667
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import functools
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any
+from typing import TypeVar
 
 import jax
 from jax import lax
@@ -44,9 +47,9 @@ T = TypeVar("T")
 
 
 def safe_reduce(
-    a: Array,
-    where: Optional[Array] = None,
-    reduce_fn: Optional[Callable[..., Array]] = None,
+  a: Array,
+  where: Array | None = None,
+  reduce_fn: Callable[..., Array] | None = None,
 ) -> Array:
   """Reduces ``a`` over its valid entries without producing ``NaN``.
 
@@ -94,11 +97,11 @@ def safe_reduce(
 
 
 def normalize_probabilities(
-    unscaled_probabilities: Array,
-    where: Optional[Array] = None,
-    axis: int = -1,
-    *,
-    segments: Optional[Array] = None,
+  unscaled_probabilities: Array,
+  where: Array | None = None,
+  axis: int = -1,
+  *,
+  segments: Array | None = None,
 ) -> Array:
   """Scales non-negative values so the valid ones sum to one along ``axis``.
 
@@ -139,10 +142,11 @@ def normalize_probabilities(
     everything = _segments.segment_sum(jnp.ones_like(count), segments)
   count = jnp.where(count == 0, everything, count)
   uniform = jnp.where(
-      jnp.any(where, axis=-1, keepdims=True) if segments is None
-      else _segments.segment_sum(where.astype(jnp.int32), segments) > 0,
-      where.astype(unscaled.dtype),
-      jnp.ones_like(unscaled),
+    jnp.any(where, axis=-1, keepdims=True)
+    if segments is None
+    else _segments.segment_sum(where.astype(jnp.int32), segments) > 0,
+    where.astype(unscaled.dtype),
+    jnp.ones_like(unscaled),
   ) / count.astype(unscaled.dtype)
   safe_total = jnp.where(total == 0, jnp.ones_like(total), total)
   output = jnp.where(total != 0, values / safe_total, uniform)
@@ -150,11 +154,11 @@ def normalize_probabilities(
 
 
 def logcumsumexp(
-    x: Array,
-    *,
-    axis: int = -1,
-    where: Optional[Array] = None,
-    reverse: bool = False,
+  x: Array,
+  *,
+  axis: int = -1,
+  where: Array | None = None,
+  reverse: bool = False,
 ) -> Array:
   r"""Cumulative :math:`\log\sum\exp` along ``axis``, skipping masked entries.
 
@@ -188,12 +192,12 @@ def logcumsumexp(
 
 
 def approx_ranks(
-    scores: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    key: Optional[Array] = None,
-    step_fn: Callable[[Array], Array] = jax.nn.sigmoid,
+  scores: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  key: Array | None = None,
+  step_fn: Callable[[Array], Array] = jax.nn.sigmoid,
 ) -> Array:
   r"""Differentiable approximate ranks :cite:`qin2010general`.
 
@@ -220,8 +224,9 @@ def approx_ranks(
   if where is not None:
     # Masked scores may be inf/NaN; keep them out of the pair arithmetic so
     # no NaN reaches a gradient.
-    scores = jnp.where(jnp.asarray(where).astype(bool), scores,
-                       jnp.zeros_like(scores))
+    scores = jnp.where(
+      jnp.asarray(where).astype(bool), scores, jnp.zeros_like(scores)
+    )
   pairs = step_fn(scores[..., None, :] - scores[..., :, None])
   n = scores.shape[-1]
   mask = ~jnp.eye(n, dtype=bool)
@@ -235,10 +240,10 @@ def approx_ranks(
 
 
 def cutoff(
-    a: Array,
-    n: Optional[int] = None,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
+  a: Array,
+  n: int | None = None,
+  where: Array | None = None,
+  segments: Array | None = None,
 ) -> Array:
   """1.0 for the ``n`` largest valid values of ``a`` (per list), else 0.0.
 
@@ -274,12 +279,12 @@ def cutoff(
 
 
 def approx_cutoff(
-    a: Array,
-    n: Optional[int] = None,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    step_fn: Callable[[Array], Array] = jax.nn.sigmoid,
+  a: Array,
+  n: int | None = None,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  step_fn: Callable[[Array], Array] = jax.nn.sigmoid,
 ) -> Array:
   """Smooth probability of being among the ``n`` largest valid values.
 
@@ -310,8 +315,11 @@ def approx_cutoff(
   a_ranks = _sorting.ranks(a, where=where, segments=segments)
   at_boundary = (a_ranks == n) | (a_ranks == n + 1)
   boundary_values = jnp.where(at_boundary, a, jnp.zeros_like(a))
-  valid = (jnp.ones(a.shape, jnp.int32) if where is None
-           else jnp.asarray(where).astype(jnp.int32))
+  valid = (
+    jnp.ones(a.shape, jnp.int32)
+    if where is None
+    else jnp.asarray(where).astype(jnp.int32)
+  )
   if segments is None:
     threshold = jnp.sum(boundary_values, axis=-1, keepdims=True) / 2.0
     num_valid = jnp.sum(valid, axis=-1, keepdims=True)
@@ -325,7 +333,7 @@ def approx_cutoff(
   return out
 
 
-def check_topn(name: str, topn: Any, argname: str = "topn") -> Optional[int]:
+def check_topn(name: str, topn: Any, argname: str = "topn") -> int | None:
   """``topn`` as a Python int (or None); a ValueError unless it is one.
 
   Any integer type is accepted (``int``, NumPy integers, 0-d integer arrays);
@@ -341,12 +349,16 @@ def check_topn(name: str, topn: Any, argname: str = "topn") -> Optional[int]:
   if topn is None:
     return None
   dtype = getattr(topn, "dtype", None)
-  integral = (isinstance(topn, (int, np.integer)) or
-              (dtype is not None and np.ndim(topn) == 0 and
-               jnp.issubdtype(dtype, jnp.integer)))
+  integral = isinstance(topn, (int, np.integer)) or (
+    dtype is not None
+    and np.ndim(topn) == 0
+    and jnp.issubdtype(dtype, jnp.integer)
+  )
   if isinstance(topn, (bool, np.bool_)) or not integral or int(topn) < 0:
-    raise ValueError(f"{name}: {argname} must be a non-negative integer or "
-                     f"None, got {argname}={topn!r}.")
+    raise ValueError(
+      f"{name}: {argname} must be a non-negative integer or "
+      f"None, got {argname}={topn!r}."
+    )
   return int(topn)
 
 
@@ -380,8 +392,9 @@ def fun_name(fun: Callable[..., Any]) -> str:
   return "<unnamed function>"
 
 
-def wraps(wrapped: Callable[..., Any], namestr: str = "{fun}",
-          docstr: str = "{doc}") -> Callable[[T], T]:
+def wraps(
+  wrapped: Callable[..., Any], namestr: str = "{fun}", docstr: str = "{doc}"
+) -> Callable[[T], T]:
   """Like ``functools.wraps`` with a new name and docstring.
 
   >>> def ndcg_metric(scores, labels):
@@ -392,6 +405,7 @@ def wraps(wrapped: Callable[..., Any], namestr: str = "{fun}",
   >>> print(loss.__name__, '-', loss.__doc__)
   approx_ndcg_metric - Approximate NDCG.
   """
+
   def decorator(fun: T) -> T:
     name = fun_name(wrapped)
     doc = getattr(wrapped, "__doc__", None) or ""
@@ -401,16 +415,17 @@ def wraps(wrapped: Callable[..., Any], namestr: str = "{fun}",
     fun.__module__ = getattr(wrapped, "__module__", None) or fun.__module__
     fun.__wrapped__ = wrapped
     return fun
-  return decorator
 
+  return decorator
 
 
 # ---------------------------------------------------------------------------
 # Argument checks shared by losses and metrics.
 
 
-def broadcast_arg(name: str, arg: str, value: Any,
-                  shape: Sequence[int]) -> Array:
+def broadcast_arg(
+  name: str, arg: str, value: Any, shape: Sequence[int]
+) -> Array:
   """``value`` broadcast to ``shape``, or an error naming the argument.
 
   >>> broadcast_arg("ndcg_metric", "where", jnp.ones(3, bool), (2, 4))
@@ -422,5 +437,7 @@ def broadcast_arg(name: str, arg: str, value: Any,
   try:
     return jnp.broadcast_to(value, shape)
   except ValueError:
-    raise ValueError(f"{name}: {arg} must broadcast to scores.shape="
-                     f"{tuple(shape)}, got {arg}.shape={value.shape}.") from None
+    raise ValueError(
+      f"{name}: {arg} must broadcast to scores.shape="
+      f"{tuple(shape)}, got {arg}.shape={value.shape}."
+    ) from None

@@ -24,7 +24,7 @@ weight 0. Ranks come from the scores with ties kept in list order; they are
 piecewise constant, so no gradient flows through a lambda weight.
 """
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import jax.numpy as jnp
 
@@ -52,12 +52,12 @@ def _flatten(pairs):
 
 
 def labeldiff_lambdaweight(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
 ) -> Array:
   r"""Absolute label difference.
 
@@ -86,11 +86,21 @@ def labeldiff_lambdaweight(
   del scores
   diff = jnp.abs(labels[..., :, None] - labels[..., None, :])
   return _flatten(
-      jnp.where(_valid_pairs(where, segments, labels.shape), diff, 0.0))
+    jnp.where(_valid_pairs(where, segments, labels.shape), diff, 0.0)
+  )
 
 
-def _gains_and_ranks(scores, labels, where, segments, weights, topn,
-                     normalize, gain_fn, discount_fn):
+def _gains_and_ranks(
+  scores,
+  labels,
+  where,
+  segments,
+  weights,
+  topn,
+  normalize,
+  gain_fn,
+  discount_fn,
+):
   """Per-item (normalised) gains and 1-based ranks by score."""
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
@@ -101,8 +111,9 @@ def _gains_and_ranks(scores, labels, where, segments, weights, topn,
   if weights is not None:
     gains = gains * weights
   if normalize:
-    gains = gains / _ideal_dcg(gains, where=where, segments=segments,
-                               topn=topn, discount_fn=discount_fn)
+    gains = gains / _ideal_dcg(
+      gains, where=where, segments=segments, topn=topn, discount_fn=discount_fn
+    )
   return gains, ranks
 
 
@@ -153,29 +164,50 @@ def _rank_gap_discount(ranks, topn, discount_fn, light):
   return discounts
 
 
-def _dcg_family(scores, labels, pair_discount, *, where, segments, weights,
-                topn, normalize, gain_fn, discount_fn):
-  gains, ranks = _gains_and_ranks(scores, labels, where, segments, weights,
-                                  topn, normalize, gain_fn, discount_fn)
+def _dcg_family(
+  scores,
+  labels,
+  pair_discount,
+  *,
+  where,
+  segments,
+  weights,
+  topn,
+  normalize,
+  gain_fn,
+  discount_fn,
+):
+  gains, ranks = _gains_and_ranks(
+    scores,
+    labels,
+    where,
+    segments,
+    weights,
+    topn,
+    normalize,
+    gain_fn,
+    discount_fn,
+  )
   gain_diff = jnp.abs(gains[..., :, None] - gains[..., None, :])
   # Rax scales DCG lambda weights by the list size to avoid tiny values.
   size = ranks.shape[-1]
   out = gain_diff * pair_discount(ranks) * size
   return _flatten(
-      jnp.where(_valid_pairs(where, segments, ranks.shape), out, 0.0))
+    jnp.where(_valid_pairs(where, segments, ranks.shape), out, 0.0)
+  )
 
 
 def dcg_lambdaweight(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    topn: Optional[int] = None,
-    normalize: bool = False,
-    gain_fn: Callable[[Array], Array] = metrics.default_gain_fn,
-    discount_fn: Callable[[Array], Array] = metrics.default_discount_fn,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  topn: int | None = None,
+  normalize: bool = False,
+  gain_fn: Callable[[Array], Array] = metrics.default_gain_fn,
+  discount_fn: Callable[[Array], Array] = metrics.default_discount_fn,
 ) -> Array:
   r"""DCG (LambdaRank) lambda weights :cite:`burges2006learning`.
 
@@ -206,24 +238,32 @@ def dcg_lambdaweight(
     ``[..., list_size * list_size]`` lambda weights.
   """
   pair_discount = lambda r: _rank_discount_diff(r, topn, discount_fn)
-  return _dcg_family(scores, labels, pair_discount, where=where,
-                     segments=segments, weights=weights, topn=topn,
-                     normalize=normalize, gain_fn=gain_fn,
-                     discount_fn=discount_fn)
+  return _dcg_family(
+    scores,
+    labels,
+    pair_discount,
+    where=where,
+    segments=segments,
+    weights=weights,
+    topn=topn,
+    normalize=normalize,
+    gain_fn=gain_fn,
+    discount_fn=discount_fn,
+  )
 
 
 def dcg2_lambdaweight(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    topn: Optional[int] = None,
-    normalize: bool = False,
-    gain_fn: Callable[[Array], Array] = metrics.default_gain_fn,
-    discount_fn: Callable[[Array], Array] = metrics.default_discount_fn,
-    light_discount: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  topn: int | None = None,
+  normalize: bool = False,
+  gain_fn: Callable[[Array], Array] = metrics.default_gain_fn,
+  discount_fn: Callable[[Array], Array] = metrics.default_discount_fn,
+  light_discount: bool = False,
 ) -> Array:
   r"""DCG v2 ("LambdaLoss") lambda weights :cite:`wang2018lambdaloss`.
 
@@ -257,26 +297,35 @@ def dcg2_lambdaweight(
   Returns:
     ``[..., list_size * list_size]`` lambda weights.
   """
-  pair_discount = lambda r: _rank_gap_discount(r, topn, discount_fn,
-                                               light_discount)
-  return _dcg_family(scores, labels, pair_discount, where=where,
-                     segments=segments, weights=weights, topn=topn,
-                     normalize=normalize, gain_fn=gain_fn,
-                     discount_fn=discount_fn)
+  pair_discount = lambda r: _rank_gap_discount(
+    r, topn, discount_fn, light_discount
+  )
+  return _dcg_family(
+    scores,
+    labels,
+    pair_discount,
+    where=where,
+    segments=segments,
+    weights=weights,
+    topn=topn,
+    normalize=normalize,
+    gain_fn=gain_fn,
+    discount_fn=discount_fn,
+  )
 
 
 def ndcgloss2pp_lambdaweight(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    topn: Optional[int] = None,
-    mu: float = 10.0,
-    normalize: bool = True,
-    gain_fn: Callable[[Array], Array] = metrics.default_gain_fn,
-    discount_fn: Callable[[Array], Array] = metrics.default_discount_fn,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  topn: int | None = None,
+  mu: float = 10.0,
+  normalize: bool = True,
+  gain_fn: Callable[[Array], Array] = metrics.default_gain_fn,
+  discount_fn: Callable[[Array], Array] = metrics.default_discount_fn,
 ) -> Array:
   r"""NDCG-Loss2++ lambda weights of LambdaLoss :cite:`wang2018lambdaloss`.
 
@@ -316,13 +365,21 @@ def ndcgloss2pp_lambdaweight(
   Returns:
     ``[..., list_size * list_size]`` lambda weights.
   """
+
   def pair_discount(ranks):
     rho = _rank_discount_diff(ranks, topn, discount_fn)
     delta = _rank_gap_discount(ranks, topn, discount_fn, light=False)
     return rho + mu * delta
 
-  return _dcg_family(scores, labels, pair_discount, where=where,
-                     segments=segments, weights=weights, topn=topn,
-                     normalize=normalize, gain_fn=gain_fn,
-                     discount_fn=discount_fn)
-
+  return _dcg_family(
+    scores,
+    labels,
+    pair_discount,
+    where=where,
+    segments=segments,
+    weights=weights,
+    topn=topn,
+    normalize=normalize,
+    gain_fn=gain_fn,
+    discount_fn=discount_fn,
+  )

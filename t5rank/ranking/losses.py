@@ -50,8 +50,9 @@ Gradients with :func:`jax.grad`:
  [-0.37763578  0.33262047  0.04501529]]
 """
 
+from collections.abc import Callable
 import functools
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 from jax import lax
@@ -78,27 +79,34 @@ class _Inputs(NamedTuple):
   scores: Array  # float32 (or wider); masked items set to 0.
   labels: Array  # same dtype as scores; masked items set to 0.
   valid: Array  # bool, all True when no `where` was given.
-  where: Optional[Array]  # the caller's mask as bool, or None.
-  weights: Optional[Array]  # same dtype as scores; masked items set to 0.
-  segments: Optional[Array]
+  where: Array | None  # the caller's mask as bool, or None.
+  weights: Array | None  # same dtype as scores; masked items set to 0.
+  segments: Array | None
   out_dtype: jnp.dtype
 
 
-def _prepare(name, scores, labels, where, weights=None, segments=None,
-             reduce_fn=None):
+def _prepare(
+  name, scores, labels, where, weights=None, segments=None, reduce_fn=None
+):
   """Validates shapes, promotes to float32 and neutralises masked items."""
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   if scores.ndim == 0:
-    raise ValueError(f"{name}: scores must have shape [..., list_size], got a "
-                     f"scalar (scores.shape={scores.shape}).")
+    raise ValueError(
+      f"{name}: scores must have shape [..., list_size], got a "
+      f"scalar (scores.shape={scores.shape})."
+    )
   if labels.shape != scores.shape:
-    raise ValueError(f"{name}: labels must have the shape of scores, got "
-                     f"scores.shape={scores.shape}, labels.shape="
-                     f"{labels.shape}.")
+    raise ValueError(
+      f"{name}: labels must have the shape of scores, got "
+      f"scores.shape={scores.shape}, labels.shape="
+      f"{labels.shape}."
+    )
   if reduce_fn is not None and not callable(reduce_fn):
-    raise TypeError(f"{name}: reduce_fn must be callable or None, got "
-                    f"reduce_fn={reduce_fn!r}.")
+    raise TypeError(
+      f"{name}: reduce_fn must be callable or None, got "
+      f"reduce_fn={reduce_fn!r}."
+    )
   if jnp.issubdtype(scores.dtype, jnp.floating):
     out_dtype = scores.dtype
   else:
@@ -136,8 +144,9 @@ def _reduce_lists(per_list, inputs, reduce_fn):
   segment's value) and only the first valid item of every segment counts.
   """
   if inputs.segments is not None:
-    mask = _segments.first_item_segment_mask(inputs.segments,
-                                             where=inputs.valid)
+    mask = _segments.first_item_segment_mask(
+      inputs.segments, where=inputs.valid
+    )
   elif inputs.where is not None:
     mask = jnp.any(inputs.valid, axis=-1)
   else:
@@ -149,8 +158,9 @@ def _list_sum(values, inputs):
   """Sum over the valid items of each list (or of each item's segment)."""
   if inputs.segments is None:
     return jnp.sum(jnp.where(inputs.valid, values, 0.0), axis=-1)
-  return _segments.segment_sum(jnp.where(inputs.valid, values, 0.0),
-                            inputs.segments, where=inputs.valid)
+  return _segments.segment_sum(
+    jnp.where(inputs.valid, values, 0.0), inputs.segments, where=inputs.valid
+  )
 
 
 def _log_softmax(x, valid, segments=None):
@@ -192,16 +202,20 @@ def _ranking_loss(uses_key: bool = False):
   key), so Gumbel samples equal Rax's for the same key. The mark is an
   attribute, which ``functools.wraps`` (and so gin) carries over.
   """
+
   def decorator(fn):
     @functools.wraps(fn)
     def loss(scores, labels, *args, **kwargs):
       if jnp.shape(scores)[-1:] == (0,) and (
-          jnp.shape(labels) == jnp.shape(scores)):
+        jnp.shape(labels) == jnp.shape(scores)
+      ):
         return _on_one_masked_item(fn, scores, labels, args, kwargs)
       return fn(scores, labels, *args, **kwargs)
+
     if not uses_key:
       loss._ignores_key = True  # pylint: disable=protected-access
     return loss
+
   return decorator
 
 
@@ -215,8 +229,9 @@ def _on_one_masked_item(fn, scores, labels, args, kwargs):
       value = kwargs.get(name)
       if value is None and name != "where":
         continue
-      value = jnp.broadcast_to(jnp.asarray(True if value is None else value),
-                               shape)
+      value = jnp.broadcast_to(
+        jnp.asarray(True if value is None else value), shape
+      )
       kwargs[name] = _pad_last(value, fill)
   except ValueError:
     return fn(scores, labels, *args, **kwargs)  # fn names the bad argument.
@@ -228,7 +243,8 @@ def _on_one_masked_item(fn, scores, labels, args, kwargs):
 
 def _pad_last(a, fill):
   return jnp.concatenate(
-      [a, jnp.full(a.shape[:-1] + (1,), fill, a.dtype)], axis=-1)
+    [a, jnp.full(a.shape[:-1] + (1,), fill, a.dtype)], axis=-1
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -237,14 +253,14 @@ def _pad_last(a, fill):
 
 @_ranking_loss()
 def pointwise_sigmoid_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Sigmoid cross-entropy of every item's score against its label.
 
@@ -275,8 +291,14 @@ def pointwise_sigmoid_loss(
     The loss.
   """
   del segments, key
-  inputs = _prepare("pointwise_sigmoid_loss", scores, labels, where, weights,
-                    reduce_fn=reduce_fn)
+  inputs = _prepare(
+    "pointwise_sigmoid_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    reduce_fn=reduce_fn,
+  )
   s = inputs.scores
   y = jnp.clip(inputs.labels, 0.0, 1.0)
   loss = jax.nn.relu(s) - s * y + jnp.log1p(jnp.exp(-jnp.abs(s)))
@@ -288,14 +310,14 @@ def pointwise_sigmoid_loss(
 
 @_ranking_loss()
 def pointwise_mse_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Squared error of every item's score against its label.
 
@@ -319,8 +341,9 @@ def pointwise_mse_loss(
     The loss.
   """
   del segments, key
-  inputs = _prepare("pointwise_mse_loss", scores, labels, where, weights,
-                    reduce_fn=reduce_fn)
+  inputs = _prepare(
+    "pointwise_mse_loss", scores, labels, where, weights, reduce_fn=reduce_fn
+  )
   loss = jnp.square(inputs.scores - inputs.labels)
   if inputs.weights is not None:
     loss = loss * inputs.weights
@@ -332,44 +355,67 @@ def pointwise_mse_loss(
 # Pairwise losses.
 
 
-def _pairwise(name, pair_loss, scores, labels, *, where, segments, weights,
-              lambdaweight_fn, reduce_fn, pairs=_pairs.GREATER):
+def _pairwise(
+  name,
+  pair_loss,
+  scores,
+  labels,
+  *,
+  where,
+  segments,
+  weights,
+  lambdaweight_fn,
+  reduce_fn,
+  pairs=_pairs.GREATER,
+):
   """Shared body of the pairwise losses (see :mod:`t5rank.ranking._pairs`)."""
-  inputs = _prepare(name, scores, labels, where, weights, segments,
-                    reduce_fn=reduce_fn)
+  inputs = _prepare(
+    name, scores, labels, where, weights, segments, reduce_fn=reduce_fn
+  )
   s, y, valid = inputs.scores, inputs.labels, inputs.valid
   lam = None
   if lambdaweight_fn is not None:
-    lam = lambdaweight_fn(s, y, where=inputs.where, segments=inputs.segments,
-                          weights=inputs.weights)
+    lam = lambdaweight_fn(
+      s, y, where=inputs.where, segments=inputs.segments, weights=inputs.weights
+    )
     # Rax's convention: pairs flattened to [..., n * n] (index i * n + j).
     lam = jnp.reshape(jnp.asarray(lam, s.dtype), s.shape + s.shape[-1:])
     lam = lax.stop_gradient(lam)
   if reduce_fn is jnp.mean or reduce_fn is jnp.sum:
     pair_inputs = _pairs.pair_inputs(
-        s, y, where=valid, segments=inputs.segments, weights=inputs.weights,
-        lambdaweights=lam, pairs=pairs)
+      s,
+      y,
+      where=valid,
+      segments=inputs.segments,
+      weights=inputs.weights,
+      lambdaweights=lam,
+      pairs=pairs,
+    )
     total = _pairs.fused_total(pair_loss, pair_inputs)
     if reduce_fn is jnp.sum:
       return _to_output_dtype(total, inputs)
-    count = _pairs.count_pairs(y, where=valid, segments=inputs.segments,
-                               pairs=pairs)
+    count = _pairs.count_pairs(
+      y, where=valid, segments=inputs.segments, pairs=pairs
+    )
     return _to_output_dtype(total / jnp.maximum(count, 1.0), inputs)
   # Any other reduction sees the pair losses flattened to [..., n * n], as
   # in Rax.
   d = _utils.compute_pairs(s, jnp.subtract)
   dy = _utils.compute_pairs(y, jnp.subtract)
-  valid_pairs = _pairs.valid_pairs(y, where=valid, segments=inputs.segments,
-                                   pairs=pairs)
+  valid_pairs = _pairs.valid_pairs(
+    y, where=valid, segments=inputs.segments, pairs=pairs
+  )
   losses = pair_loss.value(d, dy)
   if inputs.weights is not None:
     losses = losses * inputs.weights[..., :, None]
   if lam is not None:
     losses = losses * jnp.where(valid_pairs, lam, 0.0)
   flat_shape = s.shape[:-1] + (s.shape[-1] ** 2,)
-  out = _utils.safe_reduce(losses.reshape(flat_shape),
-                           where=valid_pairs.reshape(flat_shape),
-                           reduce_fn=reduce_fn)
+  out = _utils.safe_reduce(
+    losses.reshape(flat_shape),
+    where=valid_pairs.reshape(flat_shape),
+    reduce_fn=reduce_fn,
+  )
   return _to_output_dtype(out, inputs)
 
 
@@ -392,16 +438,16 @@ _PAIRWISE_ARGS = """
 
 @_ranking_loss()
 def pairwise_hinge_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    lambdaweight_fn: Optional[LambdaweightFn] = None,
-    margin: float = 1.0,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  lambdaweight_fn: LambdaweightFn | None = None,
+  margin: float = 1.0,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Pairwise hinge loss.
 
@@ -434,22 +480,30 @@ def pairwise_hinge_loss(
     The loss.
   """
   del key
-  return _pairwise("pairwise_hinge_loss", _pairs.hinge(margin), scores,
-                   labels, where=where, segments=segments, weights=weights,
-                   lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+  return _pairwise(
+    "pairwise_hinge_loss",
+    _pairs.hinge(margin),
+    scores,
+    labels,
+    where=where,
+    segments=segments,
+    weights=weights,
+    lambdaweight_fn=lambdaweight_fn,
+    reduce_fn=reduce_fn,
+  )
 
 
 @_ranking_loss()
 def pairwise_logistic_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    lambdaweight_fn: Optional[LambdaweightFn] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  lambdaweight_fn: LambdaweightFn | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Pairwise logistic loss (RankNet) :cite:`burges2005learning`.
 
@@ -477,22 +531,30 @@ def pairwise_logistic_loss(
     The loss.
   """
   del key
-  return _pairwise("pairwise_logistic_loss", _pairs.LOGISTIC, scores, labels,
-                   where=where, segments=segments, weights=weights,
-                   lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+  return _pairwise(
+    "pairwise_logistic_loss",
+    _pairs.LOGISTIC,
+    scores,
+    labels,
+    where=where,
+    segments=segments,
+    weights=weights,
+    lambdaweight_fn=lambdaweight_fn,
+    reduce_fn=reduce_fn,
+  )
 
 
 @_ranking_loss()
 def pairwise_soft_zero_one_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    lambdaweight_fn: Optional[LambdaweightFn] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  lambdaweight_fn: LambdaweightFn | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Pairwise soft zero-one loss.
 
@@ -517,25 +579,32 @@ def pairwise_soft_zero_one_loss(
     The loss.
   """
   del key
-  return _pairwise("pairwise_soft_zero_one_loss", _pairs.SOFT_ZERO_ONE,
-                   scores, labels, where=where, segments=segments,
-                   weights=weights, lambdaweight_fn=lambdaweight_fn,
-                   reduce_fn=reduce_fn)
+  return _pairwise(
+    "pairwise_soft_zero_one_loss",
+    _pairs.SOFT_ZERO_ONE,
+    scores,
+    labels,
+    where=where,
+    segments=segments,
+    weights=weights,
+    lambdaweight_fn=lambdaweight_fn,
+    reduce_fn=reduce_fn,
+  )
 
 
 @_ranking_loss()
 def pairwise_qr_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    tau: float = 0.5,
-    squared: bool = False,
-    lambdaweight_fn: Optional[LambdaweightFn] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  tau: float = 0.5,
+  squared: bool = False,
+  lambdaweight_fn: LambdaweightFn | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Pairwise quantile-regression loss.
 
@@ -570,24 +639,31 @@ def pairwise_qr_loss(
   """
   del key
   if not 0.0 < tau <= 1.0:
-    raise ValueError(f"pairwise_qr_loss: tau must be in (0, 1], got "
-                     f"tau={tau}.")
-  return _pairwise("pairwise_qr_loss", _pairs.quantile(tau, squared), scores,
-                   labels, where=where, segments=segments, weights=weights,
-                   lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+    raise ValueError(f"pairwise_qr_loss: tau must be in (0, 1], got tau={tau}.")
+  return _pairwise(
+    "pairwise_qr_loss",
+    _pairs.quantile(tau, squared),
+    scores,
+    labels,
+    where=where,
+    segments=segments,
+    weights=weights,
+    lambdaweight_fn=lambdaweight_fn,
+    reduce_fn=reduce_fn,
+  )
 
 
 @_ranking_loss()
 def pairwise_mse_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    lambdaweight_fn: Optional[LambdaweightFn] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  lambdaweight_fn: LambdaweightFn | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Pairwise squared error of score margins against label margins.
 
@@ -622,10 +698,12 @@ def pairwise_mse_loss(
   """
   del key
   name = "pairwise_mse_loss"
-  if (lambdaweight_fn is None and segments is None and
-      (reduce_fn is jnp.mean or reduce_fn is jnp.sum)):
-    inputs = _prepare(name, scores, labels, where, weights,
-                      reduce_fn=reduce_fn)
+  if (
+    lambdaweight_fn is None
+    and segments is None
+    and (reduce_fn is jnp.mean or reduce_fn is jnp.sum)
+  ):
+    inputs = _prepare(name, scores, labels, where, weights, reduce_fn=reduce_fn)
     valid = inputs.valid.astype(inputs.scores.dtype)
     row = valid if inputs.weights is None else inputs.weights
     # sum_ij row_i valid_j (r_i - r_j)^2 with r = s - y, via the valid mean
@@ -640,30 +718,42 @@ def pairwise_mse_loss(
       return _to_output_dtype(total, inputs)
     count = jnp.sum(jnp.square(n))
     return _to_output_dtype(total / jnp.maximum(count, 1.0), inputs)
-  return _pairwise(name, _pairs.MSE, scores, labels, where=where,
-                   segments=segments, weights=weights,
-                   lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn,
-                   pairs=_pairs.ALL)
+  return _pairwise(
+    name,
+    _pairs.MSE,
+    scores,
+    labels,
+    where=where,
+    segments=segments,
+    weights=weights,
+    lambdaweight_fn=lambdaweight_fn,
+    reduce_fn=reduce_fn,
+    pairs=_pairs.ALL,
+  )
 
 
-for _fn in (pairwise_hinge_loss, pairwise_logistic_loss,
-            pairwise_soft_zero_one_loss, pairwise_qr_loss):
+for _fn in (
+  pairwise_hinge_loss,
+  pairwise_logistic_loss,
+  pairwise_soft_zero_one_loss,
+  pairwise_qr_loss,
+):
   _fn.__doc__ = _fn.__doc__.replace("{pairwise}", _PAIRWISE_ARGS)
 del _fn
 
 
 @_ranking_loss()
 def lambdaloss_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    topn: Optional[int] = None,
-    mu: float = 10.0,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  topn: int | None = None,
+  mu: float = 10.0,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""LambdaLoss with NDCG-Loss2++ weights :cite:`wang2018lambdaloss`.
 
@@ -704,10 +794,19 @@ def lambdaloss_loss(
   """
   del key
   lambdaweight_fn = functools.partial(
-      lambdaweights_lib.ndcgloss2pp_lambdaweight, topn=topn, mu=mu)
-  return _pairwise("lambdaloss_loss", _pairs.LOGISTIC, scores, labels,
-                   where=where, segments=segments, weights=weights,
-                   lambdaweight_fn=lambdaweight_fn, reduce_fn=reduce_fn)
+    lambdaweights_lib.ndcgloss2pp_lambdaweight, topn=topn, mu=mu
+  )
+  return _pairwise(
+    "lambdaloss_loss",
+    _pairs.LOGISTIC,
+    scores,
+    labels,
+    where=where,
+    segments=segments,
+    weights=weights,
+    lambdaweight_fn=lambdaweight_fn,
+    reduce_fn=reduce_fn,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -716,15 +815,15 @@ def lambdaloss_loss(
 
 @_ranking_loss()
 def softmax_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    label_fn: Callable[..., Array] = _identity_label_fn,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  label_fn: Callable[..., Array] = _identity_label_fn,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Softmax cross-entropy loss.
 
@@ -755,8 +854,15 @@ def softmax_loss(
     The loss.
   """
   del key
-  inputs = _prepare("softmax_loss", scores, labels, where, weights, segments,
-                    reduce_fn=reduce_fn)
+  inputs = _prepare(
+    "softmax_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    segments,
+    reduce_fn=reduce_fn,
+  )
   labels = inputs.labels
   if inputs.weights is not None:
     labels = labels * inputs.weights
@@ -768,15 +874,15 @@ def softmax_loss(
 
 @_ranking_loss()
 def poly1_softmax_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    epsilon: float = 1.0,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  epsilon: float = 1.0,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Poly-1 softmax loss :cite:`leng2022polyloss`.
 
@@ -808,19 +914,30 @@ def poly1_softmax_loss(
     The loss.
   """
   del key
-  inputs = _prepare("poly1_softmax_loss", scores, labels, where, weights,
-                    segments, reduce_fn=reduce_fn)
+  inputs = _prepare(
+    "poly1_softmax_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    segments,
+    reduce_fn=reduce_fn,
+  )
   labels = inputs.labels
   if inputs.weights is not None:
     labels = labels * inputs.weights
   log_p = _log_softmax(inputs.scores, inputs.valid, inputs.segments)
   ce = -_list_sum(labels * log_p, inputs)
-  targets = _utils.normalize_probabilities(labels, where=inputs.valid,
-                                           segments=inputs.segments)
+  targets = _utils.normalize_probabilities(
+    labels, where=inputs.valid, segments=inputs.segments
+  )
   p = jnp.where(inputs.valid, jnp.exp(log_p), 0.0)
   pt = _list_sum(targets * p, inputs)
-  has_valid = (jnp.any(inputs.valid, axis=-1) if inputs.segments is None else
-               _list_sum(jnp.ones_like(p), inputs) > 0)
+  has_valid = (
+    jnp.any(inputs.valid, axis=-1)
+    if inputs.segments is None
+    else _list_sum(jnp.ones_like(p), inputs) > 0
+  )
   pt = jnp.where(has_valid, pt, 1.0)
   per_list = ce + epsilon * (1.0 - pt)
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
@@ -828,15 +945,15 @@ def poly1_softmax_loss(
 
 @_ranking_loss()
 def unique_softmax_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    gain_fn: Optional[Callable[[Array], Array]] = metrics.default_gain_fn,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  gain_fn: Callable[[Array], Array] | None = metrics.default_gain_fn,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Unique-softmax loss :cite:`zhu2020listwise`.
 
@@ -871,8 +988,15 @@ def unique_softmax_loss(
     The loss.
   """
   del key
-  inputs = _prepare("unique_softmax_loss", scores, labels, where, weights,
-                    segments, reduce_fn=reduce_fn)
+  inputs = _prepare(
+    "unique_softmax_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    segments,
+    reduce_fn=reduce_fn,
+  )
   s, y, valid = inputs.scores, inputs.labels, inputs.valid
   if inputs.segments is None:
     log_p = _unique_log_softmax_sorted(s, y, valid)
@@ -899,7 +1023,8 @@ def _unique_log_softmax_sorted(s, y, valid):
   prefix = lax.cumlogsumexp(sorted_scores, axis=sorted_scores.ndim - 1)
   flat = lambda a: a.reshape(-1, size)
   smaller = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="left"))(
-      flat(sorted_labels), flat(y)).reshape(s.shape)
+    flat(sorted_labels), flat(y)
+  ).reshape(s.shape)
   below = jnp.take_along_axis(prefix, jnp.maximum(smaller - 1, 0), axis=-1)
   log_denominator = jnp.where(smaller > 0, jnp.logaddexp(s, below), s)
   return jnp.where(valid, s - log_denominator, 0.0)
@@ -908,27 +1033,32 @@ def _unique_log_softmax_sorted(s, y, valid):
 def _unique_log_softmax_pairs(s, y, valid, segments):
   """The same with an ``[n, n]`` mask, for lists split into segments."""
   n = s.shape[-1]
-  allowed = ((y[..., None, :] < y[..., :, None]) & valid[..., None, :] &
-             _segments.same_segment_mask(segments))
+  allowed = (
+    (y[..., None, :] < y[..., :, None])
+    & valid[..., None, :]
+    & _segments.same_segment_mask(segments)
+  )
   allowed = allowed | jnp.eye(n, dtype=bool)
   pairs = jnp.broadcast_to(s[..., None, :], allowed.shape)
   peak = lax.stop_gradient(
-      jnp.max(jnp.where(allowed, pairs, -jnp.inf), axis=-1))
-  total = jnp.sum(jnp.where(allowed, jnp.exp(pairs - peak[..., None]), 0.0),
-                  axis=-1)
+    jnp.max(jnp.where(allowed, pairs, -jnp.inf), axis=-1)
+  )
+  total = jnp.sum(
+    jnp.where(allowed, jnp.exp(pairs - peak[..., None]), 0.0), axis=-1
+  )
   return jnp.where(valid, s - peak - jnp.log(total), 0.0)
 
 
 @_ranking_loss(uses_key=True)
 def listmle_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    key: Optional[Array] = None,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  key: Array | None = None,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""ListMLE loss :cite:`xia2008listwise`.
 
@@ -961,28 +1091,38 @@ def listmle_loss(
   Returns:
     The loss.
   """
-  inputs = _prepare("listmle_loss", scores, labels, where, weights, segments,
-                    reduce_fn=reduce_fn)
+  inputs = _prepare(
+    "listmle_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    segments,
+    reduce_fn=reduce_fn,
+  )
   s, y, valid = inputs.scores, inputs.labels, inputs.valid
   w = inputs.weights if inputs.weights is not None else jnp.ones_like(s)
   sorted_scores, sorted_valid, sorted_w = _sorting.sort_by(
-      y, [s, valid, w], where=valid, segments=inputs.segments, key=key)
+    y, [s, valid, w], where=valid, segments=inputs.segments, key=key
+  )
   if inputs.segments is None:
     # Masked items sort last, so the reverse accumulation meets them first
     # and -inf there adds nothing.
     masked = jnp.where(sorted_valid, sorted_scores, -jnp.inf)
     lse = lax.cumlogsumexp(masked, axis=masked.ndim - 1, reverse=True)
   else:
-    lse = _segment_reverse_logsumexp(sorted_scores, sorted_valid,
-                                     inputs.segments)
+    lse = _segment_reverse_logsumexp(
+      sorted_scores, sorted_valid, inputs.segments
+    )
   terms = jnp.where(sorted_valid, (sorted_scores - lse) * sorted_w, 0.0)
   if inputs.segments is None:
     per_list = -jnp.sum(terms, axis=-1)
   else:
     # `terms` is in sorted slots: each segment keeps the slots it held, so
     # the slot's segment id is unchanged but its validity is `sorted_valid`.
-    per_list = -_segments.segment_sum(terms, inputs.segments,
-                                      where=sorted_valid)
+    per_list = -_segments.segment_sum(
+      terms, inputs.segments, where=sorted_valid
+    )
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
 
@@ -994,21 +1134,22 @@ def _segment_reverse_logsumexp(x, valid, segments):
   pairs = jnp.broadcast_to(x[..., None, :], mask.shape)
   peak = jnp.max(jnp.where(mask, pairs, -jnp.inf), axis=-1)
   peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
-  total = jnp.sum(jnp.where(mask, jnp.exp(pairs - peak[..., None]), 0.0),
-                  axis=-1)
+  total = jnp.sum(
+    jnp.where(mask, jnp.exp(pairs - peak[..., None]), 0.0), axis=-1
+  )
   return peak + jnp.log(jnp.where(total > 0, total, 1.0))
 
 
 @_ranking_loss()
 def listnet_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""ListNet loss :cite:`cao2007learning` (top-one probabilities).
 
@@ -1040,10 +1181,16 @@ def listnet_loss(
     The loss.
   """
   del key
-  inputs = _prepare("listnet_loss", scores, labels, where, weights, segments,
-                    reduce_fn=reduce_fn)
-  targets = jnp.exp(_log_softmax(inputs.labels, inputs.valid,
-                                 inputs.segments))
+  inputs = _prepare(
+    "listnet_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    segments,
+    reduce_fn=reduce_fn,
+  )
+  targets = jnp.exp(_log_softmax(inputs.labels, inputs.valid, inputs.segments))
   targets = jnp.where(inputs.valid, targets, 0.0)
   if inputs.weights is not None:
     targets = targets * inputs.weights
@@ -1054,15 +1201,15 @@ def listnet_loss(
 
 @_ranking_loss()
 def distillation_kl_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    temperature: float = 1.0,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  temperature: float = 1.0,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Listwise distillation: KL divergence from teacher to student.
 
@@ -1101,15 +1248,25 @@ def distillation_kl_loss(
   """
   del key
   if not temperature > 0:
-    raise ValueError(f"distillation_kl_loss: temperature must be > 0, got "
-                     f"temperature={temperature}.")
-  inputs = _prepare("distillation_kl_loss", scores, labels, where, weights,
-                    segments, reduce_fn=reduce_fn)
+    raise ValueError(
+      f"distillation_kl_loss: temperature must be > 0, got "
+      f"temperature={temperature}."
+    )
+  inputs = _prepare(
+    "distillation_kl_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    segments,
+    reduce_fn=reduce_fn,
+  )
   teacher = lax.stop_gradient(inputs.labels) / temperature
   log_t = _log_softmax(teacher, inputs.valid, inputs.segments)
   t = jnp.where(inputs.valid, jnp.exp(log_t), 0.0)
-  log_q = _log_softmax(inputs.scores / temperature, inputs.valid,
-                       inputs.segments)
+  log_q = _log_softmax(
+    inputs.scores / temperature, inputs.valid, inputs.segments
+  )
   terms = jnp.where(t > 0, t * (log_t - log_q), 0.0)
   if inputs.weights is not None:
     terms = terms * inputs.weights
@@ -1119,14 +1276,14 @@ def distillation_kl_loss(
 
 @_ranking_loss()
 def margin_mse_loss(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
 ) -> Array:
   r"""Margin-MSE distillation :cite:`hofstatter2020improving`, for lists.
 
@@ -1166,8 +1323,15 @@ def margin_mse_loss(
     The loss.
   """
   del key
-  inputs = _prepare("margin_mse_loss", scores, labels, where, weights,
-                    segments, reduce_fn=reduce_fn)
+  inputs = _prepare(
+    "margin_mse_loss",
+    scores,
+    labels,
+    where,
+    weights,
+    segments,
+    reduce_fn=reduce_fn,
+  )
   valid = inputs.valid
   a = valid.astype(inputs.scores.dtype)
   if inputs.weights is not None:
@@ -1189,7 +1353,8 @@ def margin_mse_loss(
     per_list = per_list[..., 0]
     mask = pairs[..., 0] > 0
   else:
-    mask = (_segments.first_item_segment_mask(inputs.segments, where=valid) &
-            (pairs > 0))
+    mask = _segments.first_item_segment_mask(inputs.segments, where=valid) & (
+      pairs > 0
+    )
   out = _utils.safe_reduce(per_list, where=mask, reduce_fn=reduce_fn)
   return _to_output_dtype(out, inputs)

@@ -64,11 +64,10 @@ Batched use with a mask of valid items:
 [1. 1.]
 """
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from jax import lax
 import jax.numpy as jnp
-import numpy as np
 
 from t5rank.ranking import _segments
 from t5rank.ranking import _sorting
@@ -125,13 +124,16 @@ def _check_inputs(name, scores, labels, where, weights=None, segments=None):
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   if scores.shape != labels.shape:
-    raise ValueError(f"{name}: scores.shape={scores.shape} must equal "
-                     f"labels.shape={labels.shape}.")
+    raise ValueError(
+      f"{name}: scores.shape={scores.shape} must equal "
+      f"labels.shape={labels.shape}."
+    )
   if scores.ndim == 0:
     raise ValueError(f"{name}: scores must have a list axis, got a scalar.")
   if where is not None:
-    where = _utils.broadcast_arg(name, "where", where,
-                                 scores.shape).astype(bool)
+    where = _utils.broadcast_arg(name, "where", where, scores.shape).astype(
+      bool
+    )
   if weights is not None:
     weights = _utils.broadcast_arg(name, "weights", weights, scores.shape)
   if segments is not None:
@@ -145,8 +147,11 @@ def _can_sort(rank_fn, cutoff_fn, segments):
   Then a metric sorts each list once (or takes its top n) instead of calling
   ``rank_fn`` and ``cutoff_fn``.
   """
-  return (rank_fn is _sorting.ranks and cutoff_fn is _utils.cutoff
-          and segments is None)
+  return (
+    rank_fn is _sorting.ranks
+    and cutoff_fn is _utils.cutoff
+    and segments is None
+  )
 
 
 def _retrieved(scores, where):
@@ -157,9 +162,17 @@ def _retrieved(scores, where):
   return retrieved
 
 
-def _reduce_over_lists(name, values, *, where, segments, has_relevant,
-                       exclude_lists_without_relevant, reduce_fn,
-                       labels=None):
+def _reduce_over_lists(
+  name,
+  values,
+  *,
+  where,
+  segments,
+  has_relevant,
+  exclude_lists_without_relevant,
+  reduce_fn,
+  labels=None,
+):
   """Masks empty lists (and optionally lists without relevant items), reduces.
 
   ``values`` is per list (``[...]``) or, with segments, per item
@@ -178,10 +191,14 @@ def _reduce_over_lists(name, values, *, where, segments, has_relevant,
   else:
     list_where = None
   if exclude_lists_without_relevant:
-    list_where = (has_relevant if list_where is None
-                  else list_where & has_relevant)
-  values = values.astype(jnp.float32) if values.dtype in (
-      jnp.bfloat16, jnp.float16) else values
+    list_where = (
+      has_relevant if list_where is None else list_where & has_relevant
+    )
+  values = (
+    values.astype(jnp.float32)
+    if values.dtype in (jnp.bfloat16, jnp.float16)
+    else values
+  )
   return _utils.safe_reduce(values, where=list_where, reduce_fn=reduce_fn)
 
 
@@ -246,17 +263,17 @@ def _with_args_doc(fn):
 
 @_with_args_doc
 def mrr_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    topn: Optional[int] = None,
-    key: Optional[Array] = None,
-    rank_fn: RankFn = _sorting.ranks,
-    cutoff_fn: CutoffFn = _utils.cutoff,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  topn: int | None = None,
+  key: Array | None = None,
+  rank_fn: RankFn = _sorting.ranks,
+  cutoff_fn: CutoffFn = _utils.cutoff,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Mean reciprocal rank of the first relevant item (``label >= 1``).
 
@@ -281,7 +298,8 @@ def mrr_metric(
   name = "mrr_metric"
   topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
-      name, scores, labels, where, segments=segments)
+    name, scores, labels, where, segments=segments
+  )
   relevant = labels >= 1
   has_relevant = _any_relevant(relevant, where, segments)
 
@@ -290,10 +308,18 @@ def mrr_metric(
     okey = _sorting.order_key(scores, where)
     hits = relevant & _retrieved(scores, where)
     iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
-    best = jnp.min(jnp.where(hits, okey, _sorting._INT32_MAX), axis=-1,
-                   keepdims=True, initial=_sorting._INT32_MAX)
-    first = jnp.min(jnp.where(hits & (okey == best), iota, n), axis=-1,
-                    keepdims=True, initial=n)
+    best = jnp.min(
+      jnp.where(hits, okey, _sorting._INT32_MAX),
+      axis=-1,
+      keepdims=True,
+      initial=_sorting._INT32_MAX,
+    )
+    first = jnp.min(
+      jnp.where(hits & (okey == best), iota, n),
+      axis=-1,
+      keepdims=True,
+      initial=n,
+    )
     before = (okey < best) | ((okey == best) & (iota < first))
     rank = 1 + jnp.sum(before, axis=-1)
     found = jnp.any(hits, axis=-1)
@@ -304,25 +330,30 @@ def mrr_metric(
     order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
     hits = _take(relevant & _retrieved(scores, where), order)
     position = jnp.arange(1, order.shape[-1] + 1, dtype=jnp.float32)
-    values = jnp.max(jnp.where(hits, 1.0 / position, 0.0), axis=-1,
-                     initial=0.0)
+    values = jnp.max(jnp.where(hits, 1.0 / position, 0.0), axis=-1, initial=0.0)
   else:
     item_ranks = rank_fn(scores, where=where, segments=segments, key=key)
-    retrieved = _generic_retrieved(scores, item_ranks, where, segments, topn,
-                                   cutoff_fn)
+    retrieved = _generic_retrieved(
+      scores, item_ranks, where, segments, topn, cutoff_fn
+    )
     safe_ranks = jnp.where(item_ranks == 0, jnp.inf, item_ranks)
     contrib = relevant.astype(jnp.float32) * retrieved / safe_ranks
     if segments is not None:
-      values = _segments.segment_max(contrib, segments, where=where,
-                                     initial=0.0)
+      values = _segments.segment_max(
+        contrib, segments, where=where, initial=0.0
+      )
     else:
       values = jnp.max(contrib, axis=-1, where=where, initial=0.0)
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=has_relevant,
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=has_relevant,
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 def _top_selection(scores, where, key, topn):
@@ -330,19 +361,25 @@ def _top_selection(scores, where, key, topn):
   if topn is None:
     return jnp.ones(scores.shape, bool)
   order = _sorting.sort_order(scores, where=where, key=key, topn=topn)
-  return jnp.put_along_axis(jnp.zeros(scores.shape, bool), order,
-                            jnp.ones(order.shape, bool), axis=-1,
-                            inplace=False)
+  return jnp.put_along_axis(
+    jnp.zeros(scores.shape, bool),
+    order,
+    jnp.ones(order.shape, bool),
+    axis=-1,
+    inplace=False,
+  )
 
 
-def _retrieved_relevant_counts(name, scores, labels, where, segments, topn,
-                               key, rank_fn, cutoff_fn):
+def _retrieved_relevant_counts(
+  name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn
+):
   """(#relevant retrieved in top-n, #retrieved in top-n, #relevant valid)."""
   relevant = labels >= 1
   valid_relevant = relevant if where is None else relevant & where
   if _can_sort(rank_fn, cutoff_fn, segments):
     retrieved = _retrieved(scores, where) & _top_selection(
-        scores, where, key, topn)
+      scores, where, key, topn
+    )
     # Float sums vectorise better than boolean ones on CPU.
     retrieved = retrieved.astype(jnp.float32)
     n_hit = jnp.sum(retrieved * relevant, axis=-1)
@@ -350,8 +387,9 @@ def _retrieved_relevant_counts(name, scores, labels, where, segments, topn,
     n_relevant = jnp.sum(valid_relevant.astype(jnp.float32), axis=-1)
   else:
     item_ranks = rank_fn(scores, where=where, segments=segments, key=key)
-    retrieved = _generic_retrieved(scores, item_ranks, where, segments, topn,
-                                   cutoff_fn)
+    retrieved = _generic_retrieved(
+      scores, item_ranks, where, segments, topn, cutoff_fn
+    )
     rel = relevant.astype(jnp.float32)
     n_hit = _masked_sum(retrieved * rel, where, segments)
     n_retrieved = _masked_sum(retrieved, where, segments)
@@ -362,17 +400,17 @@ def _retrieved_relevant_counts(name, scores, labels, where, segments, topn,
 
 @_with_args_doc
 def precision_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    topn: Optional[int] = None,
-    key: Optional[Array] = None,
-    rank_fn: RankFn = _sorting.ranks,
-    cutoff_fn: CutoffFn = _utils.cutoff,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  topn: int | None = None,
+  key: Array | None = None,
+  rank_fn: RankFn = _sorting.ranks,
+  cutoff_fn: CutoffFn = _utils.cutoff,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Precision: the fraction of retrieved top-n items that are relevant.
 
@@ -395,31 +433,37 @@ def precision_metric(
   name = "precision_metric"
   topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
-      name, scores, labels, where, segments=segments)
+    name, scores, labels, where, segments=segments
+  )
   n_hit, n_retrieved, _ = _retrieved_relevant_counts(
-      name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn)
+    name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn
+  )
   values = n_hit / jnp.where(n_retrieved == 0, 1.0, n_retrieved)
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=_any_relevant(labels >= 1, where, segments),
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=_any_relevant(labels >= 1, where, segments),
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 @_with_args_doc
 def recall_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    topn: Optional[int] = None,
-    key: Optional[Array] = None,
-    rank_fn: RankFn = _sorting.ranks,
-    cutoff_fn: CutoffFn = _utils.cutoff,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  topn: int | None = None,
+  key: Array | None = None,
+  rank_fn: RankFn = _sorting.ranks,
+  cutoff_fn: CutoffFn = _utils.cutoff,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Recall: the fraction of relevant valid items retrieved in the top n.
 
@@ -440,31 +484,37 @@ def recall_metric(
   name = "recall_metric"
   topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
-      name, scores, labels, where, segments=segments)
+    name, scores, labels, where, segments=segments
+  )
   n_hit, _, n_relevant = _retrieved_relevant_counts(
-      name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn)
+    name, scores, labels, where, segments, topn, key, rank_fn, cutoff_fn
+  )
   values = n_hit / jnp.where(n_relevant == 0, 1.0, n_relevant)
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=n_relevant > 0,
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=n_relevant > 0,
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 @_with_args_doc
 def ap_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    topn: Optional[int] = None,
-    key: Optional[Array] = None,
-    rank_fn: RankFn = _sorting.ranks,
-    cutoff_fn: CutoffFn = _utils.cutoff,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  topn: int | None = None,
+  key: Array | None = None,
+  rank_fn: RankFn = _sorting.ranks,
+  cutoff_fn: CutoffFn = _utils.cutoff,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Average precision over the relevant items (``label >= 1``).
 
@@ -485,7 +535,8 @@ def ap_metric(
   name = "ap_metric"
   topn = _utils.check_topn(name, topn)
   scores, labels, where, _, segments = _check_inputs(
-      name, scores, labels, where, segments=segments)
+    name, scores, labels, where, segments=segments
+  )
   relevant = labels >= 1
   valid_relevant = relevant if where is None else relevant & where
   if _can_sort(rank_fn, cutoff_fn, segments):
@@ -493,17 +544,20 @@ def ap_metric(
     rel_sorted = _take(relevant, order)
     hits = rel_sorted & _take(_retrieved(scores, where), order)
     precision = jnp.cumsum(rel_sorted, axis=-1) / jnp.arange(
-        1, order.shape[-1] + 1, dtype=jnp.float32)
+      1, order.shape[-1] + 1, dtype=jnp.float32
+    )
     total = jnp.sum(jnp.where(hits, precision, 0.0), axis=-1)
     n_relevant = jnp.sum(valid_relevant, axis=-1).astype(jnp.float32)
   else:
     item_ranks = rank_fn(scores, where=where, segments=segments, key=key)
-    retrieved = _generic_retrieved(scores, item_ranks, where, segments, topn,
-                                   cutoff_fn)
+    retrieved = _generic_retrieved(
+      scores, item_ranks, where, segments, topn, cutoff_fn
+    )
     rel = relevant.astype(jnp.float32)
-    above = (item_ranks[..., :, None] >= item_ranks[..., None, :])
-    pair_mask = None if segments is None else _segments.same_segment_mask(
-        segments)
+    above = item_ranks[..., :, None] >= item_ranks[..., None, :]
+    pair_mask = (
+      None if segments is None else _segments.same_segment_mask(segments)
+    )
     pairs = above * rel[..., :, None] * rel[..., None, :]
     if pair_mask is not None:
       pairs = jnp.where(pair_mask, pairs, 0.0)
@@ -512,11 +566,15 @@ def ap_metric(
     n_relevant = _masked_sum(rel, where, segments)
   values = total / jnp.where(n_relevant == 0, 1.0, n_relevant)
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=n_relevant > 0,
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=n_relevant > 0,
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 def _gains(labels, weights, gain_fn):
@@ -588,31 +646,34 @@ def _sorted_ideal_dcg(gains, where, topn, discount_fn):
   return jnp.sum(jnp.where(best > -jnp.inf, best * discounts, 0.0), axis=-1)
 
 
-def _generic_dcg(scores, gains, where, segments, topn, key, rank_fn,
-                 cutoff_fn, discount_fn):
+def _generic_dcg(
+  scores, gains, where, segments, topn, key, rank_fn, cutoff_fn, discount_fn
+):
   item_ranks = rank_fn(scores, where=where, segments=segments, key=key)
-  retrieved = _generic_retrieved(scores, item_ranks, where, segments, topn,
-                                 cutoff_fn)
-  return _masked_sum(retrieved * gains * discount_fn(item_ranks), where,
-                     segments)
+  retrieved = _generic_retrieved(
+    scores, item_ranks, where, segments, topn, cutoff_fn
+  )
+  return _masked_sum(
+    retrieved * gains * discount_fn(item_ranks), where, segments
+  )
 
 
 @_with_args_doc
 def dcg_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    topn: Optional[int] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    gain_fn: Callable[[Array], Array] = default_gain_fn,
-    discount_fn: Callable[[Array], Array] = default_discount_fn,
-    rank_fn: RankFn = _sorting.ranks,
-    cutoff_fn: CutoffFn = _utils.cutoff,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  topn: int | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  gain_fn: Callable[[Array], Array] = default_gain_fn,
+  discount_fn: Callable[[Array], Array] = default_discount_fn,
+  rank_fn: RankFn = _sorting.ranks,
+  cutoff_fn: CutoffFn = _utils.cutoff,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Discounted cumulative gain :cite:`jarvelin2002cumulated`.
 
@@ -642,37 +703,43 @@ def dcg_metric(
   name = "dcg_metric"
   topn = _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
-      name, scores, labels, where, weights, segments)
+    name, scores, labels, where, weights, segments
+  )
   gains = _gains(labels, weights, gain_fn)
   if _can_sort(rank_fn, cutoff_fn, segments):
     values = _sorted_dcg(scores, gains, where, key, topn, discount_fn)
   else:
-    values = _generic_dcg(scores, gains, where, segments, topn, key, rank_fn,
-                          cutoff_fn, discount_fn)
+    values = _generic_dcg(
+      scores, gains, where, segments, topn, key, rank_fn, cutoff_fn, discount_fn
+    )
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=_any_relevant(gains != 0, where, segments),
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=_any_relevant(gains != 0, where, segments),
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 @_with_args_doc
 def ndcg_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    topn: Optional[int] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    gain_fn: Callable[[Array], Array] = default_gain_fn,
-    discount_fn: Callable[[Array], Array] = default_discount_fn,
-    rank_fn: RankFn = _sorting.ranks,
-    cutoff_fn: CutoffFn = _utils.cutoff,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  topn: int | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  gain_fn: Callable[[Array], Array] = default_gain_fn,
+  discount_fn: Callable[[Array], Array] = default_discount_fn,
+  rank_fn: RankFn = _sorting.ranks,
+  cutoff_fn: CutoffFn = _utils.cutoff,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Normalised DCG: DCG divided by the DCG of the ideal ordering.
 
@@ -702,35 +769,50 @@ def ndcg_metric(
   name = "ndcg_metric"
   topn = _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
-      name, scores, labels, where, weights, segments)
+    name, scores, labels, where, weights, segments
+  )
   gains = _normalized_gains(labels, weights, gain_fn, where, segments)
   if _can_sort(rank_fn, cutoff_fn, segments):
     dcg = _sorted_dcg(scores, gains, where, key, topn, discount_fn)
   else:
-    dcg = _generic_dcg(scores, gains, where, segments, topn, key, rank_fn,
-                       cutoff_fn, discount_fn)
+    dcg = _generic_dcg(
+      scores, gains, where, segments, topn, key, rank_fn, cutoff_fn, discount_fn
+    )
   if segments is None:
     ideal = _sorted_ideal_dcg(gains, where, topn, discount_fn)
   else:
-    ideal = _generic_dcg(gains, gains, where, segments, topn, None,
-                         _sorting.ranks, _utils.cutoff, discount_fn)
+    ideal = _generic_dcg(
+      gains,
+      gains,
+      where,
+      segments,
+      topn,
+      None,
+      _sorting.ranks,
+      _utils.cutoff,
+      discount_fn,
+    )
   values = dcg / jnp.where(ideal == 0, 1.0, ideal)
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=_any_relevant(gains != 0, where, segments),
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=_any_relevant(gains != 0, where, segments),
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 def opa_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Ordered pair accuracy: the fraction of label-ordered pairs scored right.
 
@@ -762,7 +844,8 @@ def opa_metric(
   """
   name = "opa_metric"
   scores, labels, where, _, segments = _check_inputs(
-      name, scores, labels, where, segments=segments)
+    name, scores, labels, where, segments=segments
+  )
   if segments is None:
     n_correct, n_pairs = _sorting.ordered_pair_counts(scores, labels, where)
   else:
@@ -771,37 +854,44 @@ def opa_metric(
       ordered = ordered & where[..., :, None] & where[..., None, :]
     ordered = ordered & _segments.same_segment_mask(segments)
     correct = ordered & (scores[..., :, None] > scores[..., None, :])
-    n_pairs = _segments.segment_sum(jnp.sum(ordered, -1, dtype=jnp.int32),
-                                 segments)
-    n_correct = _segments.segment_sum(jnp.sum(correct, -1, dtype=jnp.int32),
-                                   segments)
+    n_pairs = _segments.segment_sum(
+      jnp.sum(ordered, -1, dtype=jnp.int32), segments
+    )
+    n_correct = _segments.segment_sum(
+      jnp.sum(correct, -1, dtype=jnp.int32), segments
+    )
   values = n_correct.astype(jnp.float32) / jnp.maximum(n_pairs, 1).astype(
-      jnp.float32)
+    jnp.float32
+  )
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=n_pairs > 0,
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=n_pairs > 0,
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 @_with_args_doc
 def err_metric(
-    scores: Array,
-    labels: Array,
-    *,
-    where: Optional[Array] = None,
-    segments: Optional[Array] = None,
-    topn: Optional[int] = None,
-    weights: Optional[Array] = None,
-    key: Optional[Array] = None,
-    gain_fn: Callable[[Array], Array] = default_gain_fn,
-    discount_fn: Callable[[Array], Array] = reciprocal_rank_discount_fn,
-    max_label: Optional[float] = 4.0,
-    rank_fn: RankFn = _sorting.ranks,
-    cutoff_fn: CutoffFn = _utils.cutoff,
-    reduce_fn: Optional[ReduceFn] = jnp.mean,
-    exclude_lists_without_relevant: bool = False,
+  scores: Array,
+  labels: Array,
+  *,
+  where: Array | None = None,
+  segments: Array | None = None,
+  topn: int | None = None,
+  weights: Array | None = None,
+  key: Array | None = None,
+  gain_fn: Callable[[Array], Array] = default_gain_fn,
+  discount_fn: Callable[[Array], Array] = reciprocal_rank_discount_fn,
+  max_label: float | None = 4.0,
+  rank_fn: RankFn = _sorting.ranks,
+  cutoff_fn: CutoffFn = _utils.cutoff,
+  reduce_fn: ReduceFn | None = jnp.mean,
+  exclude_lists_without_relevant: bool = False,
 ) -> Array:
   r"""Expected reciprocal rank :cite:`chapelle2009expected`.
 
@@ -837,11 +927,13 @@ def err_metric(
   name = "err_metric"
   topn = _utils.check_topn(name, topn)
   scores, labels, where, weights, segments = _check_inputs(
-      name, scores, labels, where, weights, segments)
+    name, scores, labels, where, weights, segments
+  )
   if max_label is None:
     if segments is None:
-      top = jnp.max(labels, axis=-1, keepdims=True, where=where,
-                    initial=-jnp.inf)
+      top = jnp.max(
+        labels, axis=-1, keepdims=True, where=where, initial=-jnp.inf
+      )
     else:
       top = _segments.segment_max(labels, segments, where=where)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
@@ -862,31 +954,36 @@ def err_metric(
     r = jnp.where(hits, _take(stop, order), 0.0)
     w = _take(term_weights, order)
     reach = jnp.cumprod(1.0 - r, axis=-1)
-    reach = jnp.concatenate([jnp.ones_like(reach[..., :1]), reach[..., :-1]],
-                            axis=-1)
-    discounts = discount_fn(jnp.arange(1, order.shape[-1] + 1,
-                                       dtype=jnp.int32))
+    reach = jnp.concatenate(
+      [jnp.ones_like(reach[..., :1]), reach[..., :-1]], axis=-1
+    )
+    discounts = discount_fn(jnp.arange(1, order.shape[-1] + 1, dtype=jnp.int32))
     values = jnp.sum(discounts * w * r * reach, axis=-1)
   else:
     item_ranks = rank_fn(scores, where=where, segments=segments, key=key)
-    retrieved = _generic_retrieved(scores, item_ranks, where, segments, topn,
-                                   cutoff_fn)
+    retrieved = _generic_retrieved(
+      scores, item_ranks, where, segments, topn, cutoff_fn
+    )
     r = stop * (scores > -jnp.inf)
     if where is not None:
       r = jnp.where(where, r, 0.0)
     # above[i, j]: how much item j ranks above item i (exactly [rank_j <
     # rank_i] for integer ranks, a smooth version for approximate ones).
-    above = jnp.clip(item_ranks[..., :, None] - item_ranks[..., None, :],
-                     0.0, 1.0)
+    above = jnp.clip(
+      item_ranks[..., :, None] - item_ranks[..., None, :], 0.0, 1.0
+    )
     if segments is not None:
       above = jnp.where(_segments.same_segment_mask(segments), above, 0.0)
     reach = jnp.prod(1.0 - above * r[..., None, :], axis=-1)
     terms = discount_fn(item_ranks) * term_weights * r * reach * retrieved
     values = _masked_sum(terms, where, segments)
   return _reduce_over_lists(
-      name, values, where=where, segments=segments,
-      has_relevant=has_relevant,
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn,
-      labels=labels)
-
+    name,
+    values,
+    where=where,
+    segments=segments,
+    has_relevant=has_relevant,
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )

@@ -36,7 +36,7 @@ True
 
 import functools
 import inspect
-from typing import Optional, TypeVar
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +65,9 @@ def _with_signature(fn, wrapped, add=(), remove=()):
   params = [p for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
   for name in add:
     if name not in names:
-      params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
-                                      default=None))
+      params.append(
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+      )
   fn.__signature__ = signature.replace(parameters=params + var_kw)
   return fn
 
@@ -91,8 +92,9 @@ def _sanitize_masked(scores, where):
   """Replaces masked scores by 0 so inf/NaN there cannot reach a gradient."""
   if where is None:
     return scores
-  return jnp.where(jnp.asarray(where).astype(bool), scores,
-                   jnp.zeros_like(scores))
+  return jnp.where(
+    jnp.asarray(where).astype(bool), scores, jnp.zeros_like(scores)
+  )
 
 
 def _metric_to_loss(metric_fn, rank_fn, cutoff_fn, namestr, docstr):
@@ -151,14 +153,17 @@ def approx_t12n(metric_fn: MetricFn, temperature: float = 1.0) -> LossFn:
     The loss ``approx_<metric name>``.
   """
   if temperature <= 0:
-    raise ValueError(f"approx_t12n: temperature must be > 0, got "
-                     f"temperature={temperature}.")
+    raise ValueError(
+      f"approx_t12n: temperature must be > 0, got temperature={temperature}."
+    )
   step_fn = lambda x: jax.nn.sigmoid(x / temperature)
   return _metric_to_loss(
-      metric_fn,
-      functools.partial(_utils.approx_ranks, step_fn=step_fn),
-      functools.partial(_utils.approx_cutoff, step_fn=step_fn),
-      "approx_{fun}", "Approximate (sigmoid-smoothed) negated {doc}")
+    metric_fn,
+    functools.partial(_utils.approx_ranks, step_fn=step_fn),
+    functools.partial(_utils.approx_cutoff, step_fn=step_fn),
+    "approx_{fun}",
+    "Approximate (sigmoid-smoothed) negated {doc}",
+  )
 
 
 def bound_t12n(metric_fn: MetricFn) -> LossFn:
@@ -199,10 +204,12 @@ def bound_t12n(metric_fn: MetricFn) -> LossFn:
   upper = lambda x: jax.nn.relu(x + 1.0)
   lower = lambda x: 1.0 - jax.nn.relu(1.0 - x)
   return _metric_to_loss(
-      metric_fn,
-      functools.partial(_utils.approx_ranks, step_fn=upper),
-      functools.partial(_utils.approx_cutoff, step_fn=lower),
-      "bounded_{fun}", "Hinge-bounded negated {doc}")
+    metric_fn,
+    functools.partial(_utils.approx_ranks, step_fn=upper),
+    functools.partial(_utils.approx_cutoff, step_fn=lower),
+    "bounded_{fun}",
+    "Hinge-bounded negated {doc}",
+  )
 
 
 def _repeat(a, samples):
@@ -210,11 +217,11 @@ def _repeat(a, samples):
 
 
 def gumbel_t12n(
-    loss_or_metric_fn: LossOrMetricFn,
-    *,
-    samples: int = 8,
-    beta: float = 1.0,
-    smoothing_factor: Optional[float] = None,
+  loss_or_metric_fn: LossOrMetricFn,
+  *,
+  samples: int = 8,
+  beta: float = 1.0,
+  smoothing_factor: float | None = None,
 ) -> LossOrMetricFn:
   r"""Evaluates ``loss_or_metric_fn`` on Gumbel-perturbed scores.
 
@@ -258,28 +265,36 @@ def gumbel_t12n(
   Returns:
     ``gumbel_<name>``, which takes an extra required ``key`` argument.
   """
-  if (isinstance(samples, (bool, np.bool_)) or
-      not isinstance(samples, (int, np.integer)) or samples < 1):
-    raise ValueError(f"gumbel_t12n: samples must be a positive integer, got "
-                     f"samples={samples!r}.")
+  if (
+    isinstance(samples, (bool, np.bool_))
+    or not isinstance(samples, (int, np.integer))
+    or samples < 1
+  ):
+    raise ValueError(
+      f"gumbel_t12n: samples must be a positive integer, got "
+      f"samples={samples!r}."
+    )
   samples = int(samples)
   passes_key = _uses_key(loss_or_metric_fn)
   name = "gumbel_" + _utils.fun_name(loss_or_metric_fn)
 
-  @_utils.wraps(loss_or_metric_fn, "gumbel_{fun}",
-                "Gumbel-sampled version of {doc}")
+  @_utils.wraps(
+    loss_or_metric_fn, "gumbel_{fun}", "Gumbel-sampled version of {doc}"
+  )
   def gumbel_fn(scores, labels, *, key=None, **kwargs):
     if key is None:
       raise TypeError(
-          f"{name} needs a PRNG key: call it with key=jax.random.PRNGKey(...)"
-          " (in T5X, a key split from the step's rng).")
+        f"{name} needs a PRNG key: call it with key=jax.random.PRNGKey(...)"
+        " (in T5X, a key split from the step's rng)."
+      )
     scores = _sanitize_masked(jnp.asarray(scores), kwargs.get("where"))
     scores = _repeat(scores, samples)
     labels = _repeat(jnp.asarray(labels), samples)
     kwargs = {
-        k: _repeat(v, samples)
-        if isinstance(v, (jax.Array, np.ndarray)) and np.ndim(v) >= 1 else v
-        for k, v in kwargs.items()
+      k: _repeat(v, samples)
+      if isinstance(v, (jax.Array, np.ndarray)) and np.ndim(v) >= 1
+      else v
+      for k, v in kwargs.items()
     }
     if passes_key:
       key, kwargs["key"] = jax.random.split(key)
@@ -332,8 +347,11 @@ def segment_t12n(loss_or_metric_fn: LossOrMetricFn) -> LossOrMetricFn:
       return loss_or_metric_fn(scores, labels, **kwargs)
     scores, labels = expand(scores), expand(labels)
     for name, value in kwargs.items():
-      if name != "key" and isinstance(value, (jax.Array, np.ndarray)) and (
-          np.ndim(value) >= 1):
+      if (
+        name != "key"
+        and isinstance(value, (jax.Array, np.ndarray))
+        and (np.ndim(value) >= 1)
+      ):
         kwargs[name] = expand(value)
     segments = jnp.asarray(segments)
     rows = segments[..., :, None] == segments[..., None, :]
@@ -351,11 +369,11 @@ def segment_t12n(loss_or_metric_fn: LossOrMetricFn) -> LossOrMetricFn:
 
 
 def neuralsort_permutation(
-    scores: Array,
-    *,
-    where: Optional[Array] = None,
-    temperature: float = 1.0,
-    sinkhorn_iterations: int = 50,
+  scores: Array,
+  *,
+  where: Array | None = None,
+  temperature: float = 1.0,
+  sinkhorn_iterations: int = 50,
 ) -> Array:
   r"""Relaxed sort matrix :math:`\hat P` of NeuralSort :cite:`grover2019stochastic`.
 
@@ -389,18 +407,21 @@ def neuralsort_permutation(
   if scores.dtype != jnp.float32:
     scores = scores.astype(jnp.float32)
   n = scores.shape[-1]
-  valid = (jnp.ones(scores.shape, bool) if where is None
-           else jnp.broadcast_to(jnp.asarray(where).astype(bool),
-                                 scores.shape))
+  valid = (
+    jnp.ones(scores.shape, bool)
+    if where is None
+    else jnp.broadcast_to(jnp.asarray(where).astype(bool), scores.shape)
+  )
   s = jnp.where(valid, scores, 0.0)
   m = jnp.sum(valid, axis=-1, keepdims=True).astype(jnp.float32)
   pair_valid = valid[..., :, None] & valid[..., None, :]
-  spread = jnp.sum(jnp.where(pair_valid,
-                             jnp.abs(s[..., :, None] - s[..., None, :]), 0.0),
-                   axis=-1)  # [..., n] over items
+  spread = jnp.sum(
+    jnp.where(pair_valid, jnp.abs(s[..., :, None] - s[..., None, :]), 0.0),
+    axis=-1,
+  )  # [..., n] over items
   position = jnp.arange(1, n + 1, dtype=jnp.float32)
-  scale = (m + 1.0 - 2.0 * position)  # [..., n] over ranks
-  logits = (scale[..., :, None] * s[..., None, :] - spread[..., None, :])
+  scale = m + 1.0 - 2.0 * position  # [..., n] over ranks
+  logits = scale[..., :, None] * s[..., None, :] - spread[..., None, :]
   logits = logits / temperature
   row_valid = position <= m  # [..., n] ranks that exist
   block = row_valid[..., :, None] & valid[..., None, :]
@@ -428,20 +449,39 @@ def _unwrap_partial(fn):
   return fn, keywords
 
 
-def _neural_dcg(scores, labels, *, where, topn, weights, gain_fn,
-                discount_fn, normalize, temperature, sinkhorn_iterations,
-                reduce_fn, exclude_lists_without_relevant):
+def _neural_dcg(
+  scores,
+  labels,
+  *,
+  where,
+  topn,
+  weights,
+  gain_fn,
+  discount_fn,
+  normalize,
+  temperature,
+  sinkhorn_iterations,
+  reduce_fn,
+  exclude_lists_without_relevant,
+):
   """NeuralNDCG / NeuralDCG: sum_i discount(i) * (P_hat @ gains)_i."""
   scores, labels, where, weights, _ = metrics._check_inputs(  # pylint: disable=protected-access
-      "neuralsort_ndcg_metric", scores, labels, where, weights)
-  p = neuralsort_permutation(scores, where=where, temperature=temperature,
-                             sinkhorn_iterations=sinkhorn_iterations)
+    "neuralsort_ndcg_metric", scores, labels, where, weights
+  )
+  p = neuralsort_permutation(
+    scores,
+    where=where,
+    temperature=temperature,
+    sinkhorn_iterations=sinkhorn_iterations,
+  )
   if normalize:
     gains = metrics._normalized_gains(  # pylint: disable=protected-access
-        labels, weights, gain_fn, where, None).astype(jnp.float32)
+      labels, weights, gain_fn, where, None
+    ).astype(jnp.float32)
   else:
     gains = metrics._gains(  # pylint: disable=protected-access
-        labels, weights, gain_fn).astype(jnp.float32)
+      labels, weights, gain_fn
+    ).astype(jnp.float32)
   if where is not None:
     gains = jnp.where(where, gains, 0.0)
   n = scores.shape[-1]
@@ -453,20 +493,26 @@ def _neural_dcg(scores, labels, *, where, topn, weights, gain_fn,
   values = jnp.sum(expected_gains * discounts, axis=-1)
   if normalize:
     ideal = metrics._sorted_ideal_dcg(  # pylint: disable=protected-access
-        gains, where, topn, discount_fn)
+      gains, where, topn, discount_fn
+    )
     values = values / jnp.where(ideal == 0, 1.0, ideal)
   return metrics._reduce_over_lists(  # pylint: disable=protected-access
-      "neuralsort", values, where=where, segments=None,
-      has_relevant=jnp.any(gains != 0, axis=-1),
-      exclude_lists_without_relevant=exclude_lists_without_relevant,
-      reduce_fn=reduce_fn, labels=labels)
+    "neuralsort",
+    values,
+    where=where,
+    segments=None,
+    has_relevant=jnp.any(gains != 0, axis=-1),
+    exclude_lists_without_relevant=exclude_lists_without_relevant,
+    reduce_fn=reduce_fn,
+    labels=labels,
+  )
 
 
 def neuralsort_t12n(
-    metric_fn: MetricFn,
-    *,
-    temperature: float = 1.0,
-    sinkhorn_iterations: int = 50,
+  metric_fn: MetricFn,
+  *,
+  temperature: float = 1.0,
+  sinkhorn_iterations: int = 50,
 ) -> LossFn:
   r"""Turns ``metric_fn`` into a NeuralSort-based loss ``-metric``.
 
@@ -504,18 +550,23 @@ def neuralsort_t12n(
     The loss ``neuralsort_<metric name>``.
   """
   if temperature <= 0:
-    raise ValueError(f"neuralsort_t12n: temperature must be > 0, got "
-                     f"temperature={temperature}.")
+    raise ValueError(
+      f"neuralsort_t12n: temperature must be > 0, got "
+      f"temperature={temperature}."
+    )
   base, bound_kwargs = _unwrap_partial(metric_fn)
   is_dcg = base in (metrics.ndcg_metric, metrics.dcg_metric)
   name = "neuralsort_" + _utils.fun_name(metric_fn)
 
-  @_utils.wraps(metric_fn, "neuralsort_{fun}", "NeuralSort-relaxed negated "
-                "{doc}")
+  @_utils.wraps(
+    metric_fn, "neuralsort_{fun}", "NeuralSort-relaxed negated {doc}"
+  )
   def neuralsort_loss(scores, labels, **kwargs):
     if kwargs.get("segments") is not None:
-      raise ValueError(f"{name}: segments are not supported here; use "
-                       f"segment_t12n({name}) instead.")
+      raise ValueError(
+        f"{name}: segments are not supported here; use "
+        f"segment_t12n({name}) instead."
+      )
     kwargs.pop("segments", None)
     where = kwargs.get("where")
     scores = _sanitize_masked(jnp.asarray(scores), where)
@@ -526,21 +577,27 @@ def neuralsort_t12n(
         if unsupported in options:
           raise ValueError(f"{name}: {unsupported}= is set by NeuralSort.")
       return -_neural_dcg(
-          scores, labels,
-          where=where,
-          topn=_utils.check_topn(
-              name, options.get("topn")),
-          weights=options.get("weights"),
-          gain_fn=options.get("gain_fn", metrics.default_gain_fn),
-          discount_fn=options.get("discount_fn", metrics.default_discount_fn),
-          normalize=base is metrics.ndcg_metric,
-          temperature=temperature,
-          sinkhorn_iterations=sinkhorn_iterations,
-          reduce_fn=options.get("reduce_fn", jnp.mean),
-          exclude_lists_without_relevant=options.get(
-              "exclude_lists_without_relevant", False))
-    p = neuralsort_permutation(scores, where=where, temperature=temperature,
-                               sinkhorn_iterations=sinkhorn_iterations)
+        scores,
+        labels,
+        where=where,
+        topn=_utils.check_topn(name, options.get("topn")),
+        weights=options.get("weights"),
+        gain_fn=options.get("gain_fn", metrics.default_gain_fn),
+        discount_fn=options.get("discount_fn", metrics.default_discount_fn),
+        normalize=base is metrics.ndcg_metric,
+        temperature=temperature,
+        sinkhorn_iterations=sinkhorn_iterations,
+        reduce_fn=options.get("reduce_fn", jnp.mean),
+        exclude_lists_without_relevant=options.get(
+          "exclude_lists_without_relevant", False
+        ),
+      )
+    p = neuralsort_permutation(
+      scores,
+      where=where,
+      temperature=temperature,
+      sinkhorn_iterations=sinkhorn_iterations,
+    )
     n = p.shape[-1]
     position = jnp.arange(1, n + 1, dtype=jnp.float32)
     expected_ranks = jnp.einsum("...ij,i->...j", p, position)
@@ -568,4 +625,3 @@ def neuralsort_t12n(
     return -metric_fn(scores, labels, **{**defaults, **kwargs})
 
   return _with_signature(neuralsort_loss, metric_fn, remove=("segments",))
-

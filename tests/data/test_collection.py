@@ -14,7 +14,9 @@ from t5rank.data import formats
 
 def _write(tmp_path, content: str | bytes, name="collection.tsv"):
   path = tmp_path / name
-  path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+  path.write_bytes(
+    content if isinstance(content, bytes) else content.encode("utf-8")
+  )
   return str(path)
 
 
@@ -38,9 +40,18 @@ def test_index_returns_the_same_passages_as_the_in_memory_reader(tmp_path):
 
 
 def test_dense_integer_pids_and_string_pids_both_work(tmp_path):
-  dense = collection.PassageIndex(_write(tmp_path, "0\ta\n1\tb\n2\tc\n", "dense.tsv"))
-  assert dense["2"] == "c" and "3" not in dense and "02" not in dense and "x" not in dense
-  named = collection.PassageIndex(_write(tmp_path, "D1\ta\nD02\tb\n7\tc\n", "named.tsv"))
+  dense = collection.PassageIndex(
+    _write(tmp_path, "0\ta\n1\tb\n2\tc\n", "dense.tsv")
+  )
+  assert (
+    dense["2"] == "c"
+    and "3" not in dense
+    and "02" not in dense
+    and "x" not in dense
+  )
+  named = collection.PassageIndex(
+    _write(tmp_path, "D1\ta\nD02\tb\n7\tc\n", "named.tsv")
+  )
   assert named["D02"] == "b" and named["7"] == "c" and "D2" not in named
   assert named.get("nope") is None
 
@@ -74,11 +85,14 @@ def test_cache_dir_keeps_the_index_away_from_the_file(tmp_path):
   assert not os.path.exists(path + ".t5rank-index")
 
 
-@pytest.mark.parametrize("line,message", [
+@pytest.mark.parametrize(
+  "line,message",
+  [
     ("no tab", "found no tab"),
     ("\ttext", "is empty"),
     ("8\t  ", "empty passage"),
-])
+  ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, line, message):
   path = _write(tmp_path, f"1\ta\n\n{line}\n")
   with pytest.raises(formats.FormatError, match=message) as excinfo:
@@ -88,8 +102,12 @@ def test_malformed_line_names_file_and_line(tmp_path, line, message):
 
 @pytest.mark.parametrize("pids", [("5", "6", "5"), ("a", "b", "a")])
 def test_duplicate_pid_is_an_error_or_keeps_the_first(tmp_path, pids):
-  path = _write(tmp_path, "".join(f"{p}\ttext {i}\n" for i, p in enumerate(pids)))
-  with pytest.raises(formats.DuplicateIdError, match="first on line 1") as excinfo:
+  path = _write(
+    tmp_path, "".join(f"{p}\ttext {i}\n" for i, p in enumerate(pids))
+  )
+  with pytest.raises(
+    formats.DuplicateIdError, match="first on line 1"
+  ) as excinfo:
     collection.PassageIndex(path)
   assert excinfo.value.line == 3
   index = collection.PassageIndex(path, on_duplicate="keep_first")
@@ -103,14 +121,21 @@ def test_invalid_utf8_deep_in_the_collection_stops_the_index_build(tmp_path):
   with pytest.raises(formats.FormatError, match="invalid UTF-8") as excinfo:
     collection.PassageIndex(path)
   assert str(excinfo.value).startswith(f"{path}:877: ")
-  assert not os.path.exists(path + ".t5rank-index")  # Nothing half-validated kept.
+  assert not os.path.exists(
+    path + ".t5rank-index"
+  )  # Nothing half-validated kept.
   replaced = collection.PassageIndex(path, encoding_errors="replace")
   assert replaced["876"] == "bad \ufffd byte" and replaced["1"] == "passage 1"
 
 
-def test_index_built_with_replace_is_validated_again_when_opened_strict(tmp_path):
+def test_index_built_with_replace_is_validated_again_when_opened_strict(
+  tmp_path,
+):
   path = _write(tmp_path, b"1\tgood\n2\tbad \xfe\n")
-  assert collection.PassageIndex(path, encoding_errors="replace")["2"] == "bad \ufffd"
+  assert (
+    collection.PassageIndex(path, encoding_errors="replace")["2"]
+    == "bad \ufffd"
+  )
   with pytest.raises(formats.FormatError, match="invalid UTF-8") as excinfo:
     collection.PassageIndex(path)
   assert excinfo.value.line == 2
@@ -144,7 +169,9 @@ def test_empty_collection_has_no_passages(tmp_path):
 
 
 def test_sample_ids_draws_existing_pids_reproducibly(tmp_path):
-  index = collection.PassageIndex(_write(tmp_path, "".join(f"{i * 3}\tt\n" for i in range(50))))
+  index = collection.PassageIndex(
+    _write(tmp_path, "".join(f"{i * 3}\tt\n" for i in range(50)))
+  )
   first = index.sample_ids(np.random.default_rng(1), 20)
   assert first == index.sample_ids(np.random.default_rng(1), 20)
   assert all(pid in index for pid in first)

@@ -8,33 +8,52 @@ import pytest
 from t5rank.data import demo
 from t5rank.data import formats
 
-_NAMES = ["collection.tsv", "queries.train.tsv", "queries.dev.tsv", "qrels.train.tsv",
-          "qrels.dev.tsv", "run.train.tsv", "run.dev.tsv"]
+_NAMES = [
+  "collection.tsv",
+  "queries.train.tsv",
+  "queries.dev.tsv",
+  "qrels.train.tsv",
+  "qrels.dev.tsv",
+  "run.train.tsv",
+  "run.dev.tsv",
+]
 
 
 @pytest.fixture(scope="module")
 def corpus():
   folder = demo.demo_dir()
-  col = formats.read_collection(os.path.join(folder, "collection.tsv"), on_duplicate="error")
+  col = formats.read_collection(
+    os.path.join(folder, "collection.tsv"), on_duplicate="error"
+  )
   data = {"collection": col}
   for split in ("train", "dev"):
     queries = formats.read_queries(os.path.join(folder, f"queries.{split}.tsv"))
     data[f"queries.{split}"] = queries
-    data[f"qrels.{split}"] = formats.read_qrels(os.path.join(folder, f"qrels.{split}.tsv"),
-                                                known_qids=queries, known_pids=col,
-                                                on_unknown="error")
-    data[f"run.{split}"] = formats.read_run(os.path.join(folder, f"run.{split}.tsv"),
-                                            known_qids=queries, known_pids=col,
-                                            on_unknown="error")
+    data[f"qrels.{split}"] = formats.read_qrels(
+      os.path.join(folder, f"qrels.{split}.tsv"),
+      known_qids=queries,
+      known_pids=col,
+      on_unknown="error",
+    )
+    data[f"run.{split}"] = formats.read_run(
+      os.path.join(folder, f"run.{split}.tsv"),
+      known_qids=queries,
+      known_pids=col,
+      on_unknown="error",
+    )
   return data
 
 
-def test_regenerating_the_corpus_gives_the_shipped_files_byte_for_byte(tmp_path):
+def test_regenerating_the_corpus_gives_the_shipped_files_byte_for_byte(
+  tmp_path,
+):
   paths = demo.write(tmp_path)
   assert sorted(os.path.basename(p) for p in paths) == sorted(_NAMES)
   for name in _NAMES:
-    with open(os.path.join(demo.demo_dir(), name), "rb") as shipped, open(
-        tmp_path / name, "rb") as fresh:
+    with (
+      open(os.path.join(demo.demo_dir(), name), "rb") as shipped,
+      open(tmp_path / name, "rb") as fresh,
+    ):
       assert shipped.read() == fresh.read(), name
 
 
@@ -42,14 +61,19 @@ def test_shipped_files_are_small_and_named_as_demo_files():
   total = sum(os.path.getsize(os.path.join(demo.demo_dir(), n)) for n in _NAMES)
   assert total < 2 * 1024 * 1024
   files = demo.DEMO_FILES
-  named = {files.collection} | {getattr(files.split(s), f) for s in ("train", "dev")
-                                for f in ("queries", "qrels", "run")}
+  named = {files.collection} | {
+    getattr(files.split(s), f)
+    for s in ("train", "dev")
+    for f in ("queries", "qrels", "run")
+  }
   assert named == set(_NAMES)
 
 
 def test_corpus_sizes_and_ids_are_consistent(corpus):
   assert len(corpus["collection"]) == 4500
-  assert len(corpus["queries.train"]) == 2000 and len(corpus["queries.dev"]) == 200
+  assert (
+    len(corpus["queries.train"]) == 2000 and len(corpus["queries.dev"]) == 200
+  )
   assert not set(corpus["queries.train"]) & set(corpus["queries.dev"])
   for split, depth in (("train", demo.TRAIN_DEPTH), ("dev", demo.DEV_DEPTH)):
     assert set(corpus[f"qrels.{split}"]) == set(corpus[f"queries.{split}"])
@@ -72,20 +96,29 @@ def test_texts_are_short_enough_for_a_byte_level_model(corpus):
 def test_candidates_are_hard_but_not_perfect(corpus):
   """BM25 candidates share the query's place name, yet rank answers imperfectly."""
   for split in ("train", "dev"):
-    queries, qrels, run = (corpus[f"{k}.{split}"] for k in ("queries", "qrels", "run"))
+    queries, qrels, run = (
+      corpus[f"{k}.{split}"] for k in ("queries", "qrels", "run")
+    )
     reciprocal_ranks, place_overlap = [], []
     for qid, candidates in run.items():
       place = [w for w in queries[qid].split() if w[0].isupper()][0]
-      place_overlap.append(np.mean([place in corpus["collection"][p] for p in candidates[:10]]))
-      ranks = [i for i, p in enumerate(candidates[:10], 1) if qrels[qid].get(p, 0) > 0]
+      place_overlap.append(
+        np.mean([place in corpus["collection"][p] for p in candidates[:10]])
+      )
+      ranks = [
+        i for i, p in enumerate(candidates[:10], 1) if qrels[qid].get(p, 0) > 0
+      ]
       reciprocal_ranks.append(1 / ranks[0] if ranks else 0.0)
     assert 0.5 < np.mean(reciprocal_ranks) < 0.9
-    assert np.mean(place_overlap) > 0.5  # Most top candidates name the place: distractors.
+    assert (
+      np.mean(place_overlap) > 0.5
+    )  # Most top candidates name the place: distractors.
 
 
 def test_dev_asks_about_place_fact_pairs_no_training_query_asks_about(corpus):
   def pairs(split):
     return {frozenset(j) for j in corpus[f"qrels.{split}"].values()}
+
   assert not pairs("train") & pairs("dev")
 
 

@@ -10,16 +10,28 @@ import tensorflow as tf
 
 from t5rank.data import preprocessors
 
-SPM_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared",
-                        "data", "t5_spiece.model")
+SPM_PATH = os.path.join(
+  os.path.dirname(__file__),
+  "..",
+  "..",
+  "..",
+  "shared",
+  "data",
+  "t5_spiece.model",
+)
 if not os.path.exists(SPM_PATH):
   SPM_PATH = "/work/shared/data/t5_spiece.model"
 
-needs_spm = pytest.mark.skipif(not os.path.exists(SPM_PATH),
-                               reason="T5's SentencePiece model is absent")
+needs_spm = pytest.mark.skipif(
+  not os.path.exists(SPM_PATH), reason="T5's SentencePiece model is absent"
+)
 
-TEXTS = ["Query: what is a cat Document: A cat is a small animal.", "", "é ü 漢字",
-         "x" * 40]
+TEXTS = [
+  "Query: what is a cat Document: A cat is a small animal.",
+  "",
+  "é ü 漢字",
+  "x" * 40,
+]
 
 
 def _spm():
@@ -32,11 +44,11 @@ def _first(ds):
 
 def _list_ds(**extra):
   example = {
-      "query_id": "q1",
-      "query": "what is a cat",
-      "passage_ids": ["p1", "p2", "p3"],
-      "passages": ["A cat is a small animal.", "Dogs bark.", "Cats purr."],
-      "label": [1.0, 0.0, 2.0],
+    "query_id": "q1",
+    "query": "what is a cat",
+    "passage_ids": ["p1", "p2", "p3"],
+    "passages": ["A cat is a small animal.", "Dogs bark.", "Cats purr."],
+    "label": [1.0, 0.0, 2.0],
   }
   example.update(extra)
   return tf.data.Dataset.from_tensors(example)
@@ -50,9 +62,9 @@ def test_doctests_pass():
 def test_format_inputs_writes_default_template_per_item_and_drops_texts():
   ex = _first(preprocessors.format_inputs(_list_ds()))
   assert [s.decode() for s in ex["inputs"].numpy()] == [
-      "Query: what is a cat Document: A cat is a small animal.",
-      "Query: what is a cat Document: Dogs bark.",
-      "Query: what is a cat Document: Cats purr.",
+    "Query: what is a cat Document: A cat is a small animal.",
+    "Query: what is a cat Document: Dogs bark.",
+    "Query: what is a cat Document: Cats purr.",
   ]
   assert "query" not in ex and "passages" not in ex
   assert ex["passage_ids"].numpy().tolist() == [b"p1", b"p2", b"p3"]
@@ -60,15 +72,22 @@ def test_format_inputs_writes_default_template_per_item_and_drops_texts():
 
 def test_format_inputs_follows_a_custom_template_with_passage_first():
   ds = preprocessors.format_inputs(
-      _list_ds(), template="{passage} || {query}?", keep_texts=True)
+    _list_ds(), template="{passage} || {query}?", keep_texts=True
+  )
   ex = _first(ds)
   assert ex["inputs"].numpy()[1].decode() == "Dogs bark. || what is a cat?"
   assert "query" in ex and "passages" in ex
 
 
-@pytest.mark.parametrize("template", ["Query: {query}", "{passage}{passage}",
-                                      "{query} {passage} {title}",
-                                      "{query}{query}{passage}"])
+@pytest.mark.parametrize(
+  "template",
+  [
+    "Query: {query}",
+    "{passage}{passage}",
+    "{query} {passage} {title}",
+    "{query}{query}{passage}",
+  ],
+)
 def test_bad_template_is_rejected_with_the_template_named(template):
   with pytest.raises(ValueError, match="template="):
     preprocessors.format_inputs(_list_ds(), template=template)
@@ -99,7 +118,10 @@ def test_tokenize_inputs_trims_to_budget_minus_one_then_appends_eos():
   ds = tf.data.Dataset.from_tensors({"inputs": ["abcdef", "ab", ""]})
   ex = _first(preprocessors.tokenize_inputs(ds, features, {"inputs": (3, 4)}))
   assert ex["inputs"].to_list() == [
-      vocab.encode("abc") + [1], vocab.encode("ab") + [1], [1]]
+    vocab.encode("abc") + [1],
+    vocab.encode("ab") + [1],
+    [1],
+  ]
 
 
 def test_tokenize_inputs_without_eos_keeps_the_whole_budget():
@@ -129,10 +151,12 @@ def test_tokenize_inputs_with_sentencepiece_matches_seqio_trim_then_eos():
   expected = []
   for text in texts:
     single = tf.data.Dataset.from_tensors({"inputs": text})
-    single = seqio.preprocessors.tokenize(single, {
-        "inputs": seqio.Feature(vocab, add_eos=True)})
+    single = seqio.preprocessors.tokenize(
+      single, {"inputs": seqio.Feature(vocab, add_eos=True)}
+    )
     single = seqio.preprocessors.append_eos_after_trim(
-        single, {"inputs": seqio.Feature(vocab, add_eos=True)}, {"inputs": 6})
+      single, {"inputs": seqio.Feature(vocab, add_eos=True)}, {"inputs": 6}
+    )
     expected.append(_first(single)["inputs"].numpy().tolist())
   assert ex["inputs"].to_list() == expected
 
@@ -186,19 +210,27 @@ def test_truncate_lists_without_list_size_keeps_lists_whole():
 
 def test_shuffle_lists_keeps_items_aligned_and_depends_only_on_seed_and_query():
   n = 20
-  example = {"query_id": "q7", "label": np.arange(n, dtype=np.float32),
-             "passage_ids": [f"p{i}" for i in range(n)]}
+  example = {
+    "query_id": "q7",
+    "label": np.arange(n, dtype=np.float32),
+    "passage_ids": [f"p{i}" for i in range(n)],
+  }
   other = dict(example, query_id="q8")
   ds = tf.data.Dataset.from_tensor_slices(
-      {k: [example[k], other[k]] for k in example})
+    {k: [example[k], other[k]] for k in example}
+  )
   forward = list(preprocessors.shuffle_lists(ds, seed=3).as_numpy_iterator())
-  backward = list(preprocessors.shuffle_lists(
-      ds.skip(1).concatenate(ds.take(1)), seed=3).as_numpy_iterator())
+  backward = list(
+    preprocessors.shuffle_lists(
+      ds.skip(1).concatenate(ds.take(1)), seed=3
+    ).as_numpy_iterator()
+  )
   assert forward[0]["label"].tolist() == backward[1]["label"].tolist()
   for ex in forward:
     assert sorted(ex["label"].tolist()) == list(range(n))
     assert [p.decode() for p in ex["passage_ids"]] == [
-        f"p{int(i)}" for i in ex["label"]]
+      f"p{int(i)}" for i in ex["label"]
+    ]
   assert forward[0]["label"].tolist() != list(range(n))
   assert forward[0]["label"].tolist() != forward[1]["label"].tolist()
   reseeded = next(preprocessors.shuffle_lists(ds, seed=4).as_numpy_iterator())
@@ -207,24 +239,26 @@ def test_shuffle_lists_keeps_items_aligned_and_depends_only_on_seed_and_query():
 
 def test_qna_record_becomes_a_list_example_with_is_selected_labels():
   record = {
-      "query": "what is a cat",
-      "query_id": np.int32(1102432),
-      "query_type": "DESCRIPTION",
-      "answers": ["an animal"],
-      "wellFormedAnswers": [],
-      "passages": {
-          "is_selected": np.array([0, 1, 0], np.int32),
-          "passage_text": ["a", "b", "c"],
-          "url": ["u1", "u2", "u3"],
-      },
+    "query": "what is a cat",
+    "query_id": np.int32(1102432),
+    "query_type": "DESCRIPTION",
+    "answers": ["an animal"],
+    "wellFormedAnswers": [],
+    "passages": {
+      "is_selected": np.array([0, 1, 0], np.int32),
+      "passage_text": ["a", "b", "c"],
+      "url": ["u1", "u2", "u3"],
+    },
   }
   ds = tf.data.Dataset.from_tensors(record)
   ex = _first(preprocessors.qna_to_list_examples(ds))
-  assert sorted(ex) == ["label", "passage_ids", "passages", "query",
-                        "query_id"]
+  assert sorted(ex) == ["label", "passage_ids", "passages", "query", "query_id"]
   assert ex["query_id"].numpy() == b"1102432"
   assert ex["passage_ids"].numpy().tolist() == [
-      b"1102432-0", b"1102432-1", b"1102432-2"]
+    b"1102432-0",
+    b"1102432-1",
+    b"1102432-2",
+  ]
   assert ex["label"].numpy().tolist() == [0.0, 1.0, 0.0]
   assert ex["label"].dtype == tf.float32
   assert ex["passages"].numpy().tolist() == [b"a", b"b", b"c"]

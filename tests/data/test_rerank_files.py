@@ -22,7 +22,8 @@ def _write(path, text):
 def test_candidates_keep_run_order_and_cut_at_depth(tmp_path):
   run = _write(tmp_path / "run.tsv", "1\tb\t2\n1\ta\t1\n1\tc\t3\n2\ta\t1\n")
   cands = rerank_files.read_candidates(
-      run, {"1": "x", "2": "y"}, {"a": "", "b": "", "c": ""}, depth=2)
+    run, {"1": "x", "2": "y"}, {"a": "", "b": "", "c": ""}, depth=2
+  )
   assert cands.pairs == [("1", "a"), ("1", "b"), ("2", "a")]
   assert cands.rest == {"1": ["c"]}
 
@@ -47,8 +48,7 @@ def test_empty_run_is_an_error_naming_the_file(tmp_path):
     rerank_files.read_candidates(run, {"1": "x"}, {"a": ""})
 
 
-def test_partial_scores_ignore_a_cut_last_line_and_reject_other_runs(
-    tmp_path):
+def test_partial_scores_ignore_a_cut_last_line_and_reject_other_runs(tmp_path):
   path = str(tmp_path / "out.partial")
   partial = rerank_files.PartialScores(path)
   partial.append([("1", "a"), ("1", "b")], [1.5, -0.25])
@@ -56,8 +56,7 @@ def test_partial_scores_ignore_a_cut_last_line_and_reject_other_runs(
     f.write("1\tc\t0.12")  # a write stopped midway
   assert partial.load() == {("1", "a"): 1.5, ("1", "b"): -0.25}
   partial.append([("1", "c")], [2.0])
-  assert partial.load() == {("1", "a"): 1.5, ("1", "b"): -0.25,
-                            ("1", "c"): 2.0}
+  assert partial.load() == {("1", "a"): 1.5, ("1", "b"): -0.25, ("1", "c"): 2.0}
   with pytest.raises(ValueError, match="out.partial:1.*another run"):
     partial.load(expected={("2", "a")})
   partial.remove()

@@ -22,6 +22,7 @@ pytest.importorskip("t5x", reason="T5X is not installed; see README")
 import tensorflow as tf
 
 from t5rank import main
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 pytestmark = pytest.mark.slow
@@ -34,24 +35,27 @@ STEPS = 100
 # metric fn computes it from the qrels (0.173 with the ideal within the list).
 RANDOM_NDCG_AT_10 = 0.150
 SHORT = {
-    "TRAIN_STEPS": str(STEPS),
-    "EVAL_PERIOD": str(STEPS),
-    "utils.SaveCheckpointConfig.period": str(STEPS),
-    "train.stats_period": "50",
-    "INPUT_LENGTH": "128",
-    "network.T5Config.num_encoder_layers": "1",
-    "network.T5Config.num_decoder_layers": "1",
+  "TRAIN_STEPS": str(STEPS),
+  "EVAL_PERIOD": str(STEPS),
+  "utils.SaveCheckpointConfig.period": str(STEPS),
+  "train.stats_period": "50",
+  "INPUT_LENGTH": "128",
+  "network.T5Config.num_encoder_layers": "1",
+  "network.T5Config.num_decoder_layers": "1",
 }
 
 
 def _train(model_dir, *flags):
-  args = ["--gin_file=demo/train.gin", *flags,
-          f"--gin.MODEL_DIR='{model_dir}'"]
+  args = ["--gin_file=demo/train.gin", *flags, f"--gin.MODEL_DIR='{model_dir}'"]
   args += [f"--gin.{k}={v}" for k, v in SHORT.items()]
   code = "import sys; from t5rank import main; main.train(sys.argv[1:])"
-  result = subprocess.run([sys.executable, "-c", code, *args],
-                          capture_output=True, text=True, timeout=1500,
-                          check=False)
+  result = subprocess.run(
+    [sys.executable, "-c", code, *args],
+    capture_output=True,
+    text=True,
+    timeout=1500,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-4000:]
   return main.read_inference_metrics(model_dir, TASK)[-1]
 
@@ -67,11 +71,13 @@ def _scalars(model_dir, tag):
 
 
 def test_packed_demo_reaches_unpacked_ndcg(tmp_path):
-  unpacked = _train(tmp_path / "unpacked",
-                    f"--gin.BATCH_SIZE={LISTS_PER_STEP}")
-  packed = _train(tmp_path / "packed", "--gin_file=runs/packed.gin",
-                  "--gin.BATCH_SIZE=1",
-                  f"--gin.LISTS_PER_PACK={LISTS_PER_STEP}")
+  unpacked = _train(tmp_path / "unpacked", f"--gin.BATCH_SIZE={LISTS_PER_STEP}")
+  packed = _train(
+    tmp_path / "packed",
+    "--gin_file=runs/packed.gin",
+    "--gin.BATCH_SIZE=1",
+    f"--gin.LISTS_PER_PACK={LISTS_PER_STEP}",
+  )
   for metrics in (unpacked, packed):
     assert metrics["step"] == STEPS
     assert metrics["num_queries"] == 200  # every dev query was scored
@@ -82,10 +88,10 @@ def test_packed_demo_reaches_unpacked_ndcg(tmp_path):
   # are in BENCHMARKS.md ("Train step: packed").
   for metrics in (unpacked, packed):
     assert metrics["ndcg@10"] > RANDOM_NDCG_AT_10 + 0.08, (packed, unpacked)
-  assert abs(packed["ndcg@10"] - unpacked["ndcg@10"]) < 0.2, (packed,
-                                                             unpacked)
+  assert abs(packed["ndcg@10"] - unpacked["ndcg@10"]) < 0.2, (packed, unpacked)
   losses = _scalars(tmp_path / "packed", "loss")
   assert losses and all(np.isfinite(v) for v in losses.values())
   # The packer reports what it truncated (the demo's lists fit: nothing).
-  assert set(_scalars(tmp_path / "packed", "packing/truncated_items")
-             .values()) == {0.0}
+  assert set(
+    _scalars(tmp_path / "packed", "packing/truncated_items").values()
+  ) == {0.0}

@@ -22,39 +22,41 @@ import pytest
 pytest.importorskip("t5x", reason="T5X is not installed; see README")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import gin
 import orbax.checkpoint as ocp
-import tensorflow as tf
 from t5x import gin_utils
 from t5x import train as t5x_train
 from t5x import utils as t5x_utils
+import tensorflow as tf
 
+import gin
 from t5rank import main
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 pytestmark = pytest.mark.slow
 
 GIN_DIR = main.gin_dir()
-T5X_SEARCH_PATH = os.path.dirname(os.path.dirname(os.path.abspath(
-    t5x_train.__file__)))
+T5X_SEARCH_PATH = os.path.dirname(
+  os.path.dirname(os.path.abspath(t5x_train.__file__))
+)
 TASK = "t5rank_demo"
 SHRINK = {
-    "LIST_SIZE": "4",
-    "EVAL_LIST_SIZE": "4",
-    "INPUT_LENGTH": "64",
-    "network.T5Config.emb_dim": "32",
-    "network.T5Config.num_heads": "2",
-    "network.T5Config.head_dim": "16",
-    "network.T5Config.mlp_dim": "64",
-    "network.T5Config.num_encoder_layers": "1",
-    "network.T5Config.num_decoder_layers": "1",
+  "LIST_SIZE": "4",
+  "EVAL_LIST_SIZE": "4",
+  "INPUT_LENGTH": "64",
+  "network.T5Config.emb_dim": "32",
+  "network.T5Config.num_heads": "2",
+  "network.T5Config.head_dim": "16",
+  "network.T5Config.mlp_dim": "64",
+  "network.T5Config.num_encoder_layers": "1",
+  "network.T5Config.num_decoder_layers": "1",
 }
 TRAIN = {
-    **SHRINK,
-    "BATCH_SIZE": "2",
-    "EVAL_PERIOD": "3",
-    "utils.SaveCheckpointConfig.period": "3",
-    "train.stats_period": "1",
+  **SHRINK,
+  "BATCH_SIZE": "2",
+  "EVAL_PERIOD": "3",
+  "utils.SaveCheckpointConfig.period": "3",
+  "train.stats_period": "1",
 }
 
 
@@ -64,17 +66,28 @@ def _flags(bindings):
 
 def _run(entry, args):
   code = f"import sys; from t5rank import main; main.{entry}(sys.argv[1:])"
-  result = subprocess.run([sys.executable, "-c", code, *args],
-                          capture_output=True, text=True, timeout=900,
-                          check=False)
+  result = subprocess.run(
+    [sys.executable, "-c", code, *args],
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-4000:]
   return result
 
 
 def _train(model_dir, steps, *more):
-  return _run("train", ["--gin_file=demo/train.gin",
-                        f"--gin.MODEL_DIR='{model_dir}'",
-                        f"--gin.TRAIN_STEPS={steps}", *_flags(TRAIN), *more])
+  return _run(
+    "train",
+    [
+      "--gin_file=demo/train.gin",
+      f"--gin.MODEL_DIR='{model_dir}'",
+      f"--gin.TRAIN_STEPS={steps}",
+      *_flags(TRAIN),
+      *more,
+    ],
+  )
 
 
 def _logged_losses(model_dir):
@@ -95,19 +108,28 @@ def _train_config(model=gin.REQUIRED, dataset_cfg=gin.REQUIRED):
 def _model_and_first_batch():
   """The demo model and T5X's first training batch, built from the gin files."""
   gin.clear_config(clear_constants=True)
-  bindings = [f"{k} = {v}" for k, v in TRAIN.items() if "." not in k
-              or k.startswith("network.")]
-  bindings += ["MODEL_DIR = '/unused'", "TRAIN_STEPS = 4",
-               "t5rank_e2e_test.train_config.model = %MODEL",
-               "t5rank_e2e_test.train_config.dataset_cfg = "
-               "@train/utils.DatasetConfig()"]
+  bindings = [
+    f"{k} = {v}"
+    for k, v in TRAIN.items()
+    if "." not in k or k.startswith("network.")
+  ]
+  bindings += [
+    "MODEL_DIR = '/unused'",
+    "TRAIN_STEPS = 4",
+    "t5rank_e2e_test.train_config.model = %MODEL",
+    "t5rank_e2e_test.train_config.dataset_cfg = @train/utils.DatasetConfig()",
+  ]
   real_main = sys.modules["__main__"]
   stand_in = type(sys)("__main__")
   stand_in.train = t5x_train.train
   sys.modules["__main__"] = stand_in
   try:
-    gin_utils.parse_gin_flags([GIN_DIR, T5X_SEARCH_PATH], ["demo/train.gin"],
-                              bindings, finalize_config=False)
+    gin_utils.parse_gin_flags(
+      [GIN_DIR, T5X_SEARCH_PATH],
+      ["demo/train.gin"],
+      bindings,
+      finalize_config=False,
+    )
     model, cfg = gin.get_configurable(_train_config)()
   finally:
     sys.modules["__main__"] = real_main
@@ -143,21 +165,31 @@ def test_demo_resumes_from_checkpoint_to_same_next_step_loss(trained_dir):
   model, batch = _model_and_first_batch()
   # T5X writes Orbax checkpoints: {"target": params, "state": optimizer state}.
   restored = ocp.PyTreeCheckpointer().restore(
-      os.path.join(trained_dir, "checkpoint_3", "state"))
+    os.path.join(trained_dir, "checkpoint_3", "state")
+  )
   params = restored["target"]
   expected, _ = model.loss_fn(params, batch, dropout_rng=None)
   np.testing.assert_allclose(resumed_loss, float(expected), rtol=1e-5)
 
 
-def test_t5x_eval_of_checkpoint_matches_metrics_of_training_run(trained_dir,
-                                                                tmp_path):
+def test_t5x_eval_of_checkpoint_matches_metrics_of_training_run(
+  trained_dir, tmp_path
+):
   eval_dir = str(tmp_path / "eval")
-  _run("evaluate", ["--gin_file=demo/eval.gin",
-                    f"--gin.CHECKPOINT_PATH='{trained_dir}/checkpoint_3'",
-                    f"--gin.EVAL_OUTPUT_DIR='{eval_dir}'", *_flags(SHRINK)])
+  _run(
+    "evaluate",
+    [
+      "--gin_file=demo/eval.gin",
+      f"--gin.CHECKPOINT_PATH='{trained_dir}/checkpoint_3'",
+      f"--gin.EVAL_OUTPUT_DIR='{eval_dir}'",
+      *_flags(SHRINK),
+    ],
+  )
   evaluated = main.read_inference_metrics(eval_dir, TASK)[-1]
-  during_training = [m for m in main.read_inference_metrics(trained_dir, TASK)
-                     if m["step"] == 3][0]
+  during_training = [
+    m for m in main.read_inference_metrics(trained_dir, TASK) if m["step"] == 3
+  ][0]
   for name in ("mrr@10", "ndcg@10", "num_queries"):
-    np.testing.assert_allclose(evaluated[name], during_training[name],
-                               rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(
+      evaluated[name], during_training[name], rtol=1e-6, err_msg=name
+    )

@@ -40,7 +40,7 @@ import sys
 _SPEC = json.load(open(sys.argv[1])) if __name__ == "__main__" else {}
 if _SPEC:
   os.environ["XLA_FLAGS"] = (
-      f"--xla_force_host_platform_device_count={_SPEC['devices']}"
+    f"--xla_force_host_platform_device_count={_SPEC['devices']}"
   )
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -86,19 +86,27 @@ def make_batch(model, packed, seed, all_positive=False):
     batch = {"encoder_input_tokens": tokens, "label": labels, "mask": mask}
     if model == "encdec":
       batch["decoder_input_tokens"] = np.zeros((BATCH, LIST, 1), np.int32)
-      batch["decoder_target_tokens"] = np.where(
-          mask, SCORE_TOKEN, 0)[..., None].astype(np.int32)
+      batch["decoder_target_tokens"] = np.where(mask, SCORE_TOKEN, 0)[
+        ..., None
+      ].astype(np.int32)
     return batch
   tokens, mask, labels = make_lists(
-      PACKS * LISTS_PER_PACK, PACK_LIST, PACK_LENGTH, seed)
+    PACKS * LISTS_PER_PACK, PACK_LIST, PACK_LENGTH, seed
+  )
   packs = []
   for n in range(PACKS):
     lists = slice(n * LISTS_PER_PACK, (n + 1) * LISTS_PER_PACK)
-    targets = (np.where(mask[lists], SCORE_TOKEN, 0)
-               if model == "encdec" else None)
+    targets = (
+      np.where(mask[lists], SCORE_TOKEN, 0) if model == "encdec" else None
+    )
     out = packing.pack_lists(
-        tokens[lists], mask[lists], targets, num_rows=ROWS,
-        row_length=ROW_LENGTH, max_segments_per_row=SEGMENTS)
+      tokens[lists],
+      mask[lists],
+      targets,
+      num_rows=ROWS,
+      row_length=ROW_LENGTH,
+      max_segments_per_row=SEGMENTS,
+    )
     assert int(out["packing_truncated_items"]) == 0
     out["label"] = labels[lists]
     out["mask"] = mask[lists]
@@ -109,10 +117,11 @@ def make_batch(model, packed, seed, all_positive=False):
 def make_model(name, loss, optimizer, record=None):
   """The demo-size ranker; `record` collects the scores' sharding in a step."""
   import jax
+  import seqio
   from t5x import adafactor
   from t5x import optimizers
   from t5x.examples.t5 import network as t5x_network
-  import seqio
+
   from t5rank.models import models
   from t5rank.models import network
   from t5rank.ranking import losses
@@ -120,41 +129,59 @@ def make_model(name, loss, optimizer, record=None):
   from t5rank.ranking import t12n
 
   config = t5x_network.T5Config(
-      vocab_size=384, dtype="float32", emb_dim=32, num_heads=4,
-      num_encoder_layers=1, num_decoder_layers=1, head_dim=8, mlp_dim=64,
-      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=False)
+    vocab_size=384,
+    dtype="float32",
+    emb_dim=32,
+    num_heads=4,
+    num_encoder_layers=1,
+    num_decoder_layers=1,
+    head_dim=8,
+    mlp_dim=64,
+    mlp_activations=("gelu", "linear"),
+    dropout_rate=0.0,
+    logits_via_embedding=False,
+  )
   loss_fn = {
-      "softmax": losses.softmax_loss,
-      "gumbel": t12n.gumbel_t12n(t12n.approx_t12n(metrics.ndcg_metric)),
+    "softmax": losses.softmax_loss,
+    "gumbel": t12n.gumbel_t12n(t12n.approx_t12n(metrics.ndcg_metric)),
   }[loss]
   if optimizer == "sgd":
     optimizer_def = optimizers.sgd(1.0)  # the update is -lr * grad
   else:
     optimizer_def = adafactor.Adafactor(
-        decay_rate=0.8, step_offset=0,
-        logical_factor_rules=adafactor.standard_logical_factor_rules())
+      decay_rate=0.8,
+      step_offset=0,
+      logical_factor_rules=adafactor.standard_logical_factor_rules(),
+    )
   vocab = seqio.ByteVocabulary()
 
   def recording(cls):
     class Recording(cls):
-
       def score_lists(self, params, batch, dropout_rng=None):
         scores = super().score_lists(params, batch, dropout_rng)
         if record is not None:
           jax.debug.inspect_array_sharding(
-              scores, callback=lambda s: record.append(repr(s)))
+            scores, callback=lambda s: record.append(repr(s))
+          )
         return scores
 
     return Recording
 
   if name == "encdec":
     return recording(models.RankingEncDecModel)(
-        network.RankingTransformer(config, one_hot_embedding=False),
-        vocab, vocab, optimizer_def, loss_fn)
+      network.RankingTransformer(config, one_hot_embedding=False),
+      vocab,
+      vocab,
+      optimizer_def,
+      loss_fn,
+    )
   return recording(models.RankingEncoderModel)(
-      network.RankingEncoder(config, pooling="mean", one_hot_embedding=False),
-      vocab, None, optimizer_def, loss_fn)
+    network.RankingEncoder(config, pooling="mean", one_hot_embedding=False),
+    vocab,
+    None,
+    optimizer_def,
+    loss_fn,
+  )
 
 
 def make_partitioner(mesh):
@@ -162,17 +189,20 @@ def make_partitioner(mesh):
 
   data, model = mesh
   import jax
+
   if data * model != jax.device_count():
-    raise ValueError(f"mesh={mesh} needs {data * model} devices; "
-                     f"found {jax.device_count()}")
+    raise ValueError(
+      f"mesh={mesh} needs {data * model} devices; found {jax.device_count()}"
+    )
   return partitioning.PjitPartitioner(
-      model_parallel_submesh=(1, 1, 1, model),
-      logical_axis_rules=partitioning.standard_logical_axis_rules())
+    model_parallel_submesh=(1, 1, 1, model),
+    logical_axis_rules=partitioning.standard_logical_axis_rules(),
+  )
 
 
 def _flat(tree):
-  from flax import traverse_util
   import flax
+  from flax import traverse_util
 
   return traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
 
@@ -193,8 +223,10 @@ def _save_params(params, out_dir, stem):
   import jax
 
   params = jax.device_get(params)
-  np.savez(os.path.join(out_dir, stem + ".npz"),
-           **{k: np.asarray(v) for k, v in _flat(params).items()})
+  np.savez(
+    os.path.join(out_dir, stem + ".npz"),
+    **{k: np.asarray(v) for k, v in _flat(params).items()},
+  )
 
 
 def _scalar(value):
@@ -205,8 +237,9 @@ def _scalar(value):
 def _collectives(hlo_text):
   """[op, result shape] of every collective in a compiled HLO module."""
   pattern = re.compile(
-      r"^\s*(?:ROOT )?\S+ = (.*?) (all-gather|all-to-all|collective-permute|"
-      r"all-reduce|reduce-scatter)(?:-start)?\(")
+    r"^\s*(?:ROOT )?\S+ = (.*?) (all-gather|all-to-all|collective-permute|"
+    r"all-reduce|reduce-scatter)(?:-start)?\("
+  )
   found = []
   for line in hlo_text.splitlines():
     match = pattern.match(line)
@@ -222,28 +255,30 @@ def run_case(case, out_dir):
   from t5x import utils
 
   record = [] if case.get("sharding") else None
-  model = make_model(case["model"], case["loss"],
-                     case.get("optimizer", "adafactor"), record)
+  model = make_model(
+    case["model"], case["loss"], case.get("optimizer", "adafactor"), record
+  )
   partitioner = make_partitioner(case["mesh"])
   kind = (case["model"], case.get("packed", False))
   positive = case.get("all_positive", False)
   batch = make_batch(*kind, seed=0, all_positive=positive)
   eval_batch = make_batch(*kind, seed=1)
-  train_batches = [make_batch(*kind, seed=10 + s, all_positive=positive)
-                   for s in range(4)]
+  train_batches = [
+    make_batch(*kind, seed=10 + s, all_positive=positive) for s in range(4)
+  ]
   train_batches[0] = batch
   shapes = {k: v.shape for k, v in batch.items()}
   types = {k: v.dtype for k, v in batch.items()}
   initializer = utils.TrainStateInitializer(
-      model.optimizer_def,
-      model.get_initial_variables,
-      shapes, partitioner, types)
+    model.optimizer_def, model.get_initial_variables, shapes, partitioner, types
+  )
   axes = initializer.train_state_axes
   first = 0
   if case.get("restore"):
     _wait_for_checkpoint(case["restore"])
     checkpointer = checkpoints.Checkpointer(
-        initializer.global_train_state_shape, partitioner, case["restore"])
+      initializer.global_train_state_shape, partitioner, case["restore"]
+    )
     train_state = checkpointer.restore()
     first = int(train_state.step)
   else:
@@ -251,42 +286,64 @@ def run_case(case, out_dir):
   if case.get("restore") or case.get("optimizer") == "sgd":
     _save_params(train_state.params, out_dir, case["name"] + ".init")
   trainer = trainer_lib.Trainer(
-      model, train_state, partitioner, eval_names=["valid"],
-      summary_dir=None, train_state_axes=axes, rng=jax.random.PRNGKey(1),
-      learning_rate_fn=lambda step: LEARNING_RATE,
-      num_microbatches=case.get("microbatches"))
-  result = {"name": case["name"], "mesh": dict(partitioner.mesh.shape),
-            "losses": [], "train_metrics": []}
+    model,
+    train_state,
+    partitioner,
+    eval_names=["valid"],
+    summary_dir=None,
+    train_state_axes=axes,
+    rng=jax.random.PRNGKey(1),
+    learning_rate_fn=lambda step: LEARNING_RATE,
+    num_microbatches=case.get("microbatches"),
+  )
+  result = {
+    "name": case["name"],
+    "mesh": dict(partitioner.mesh.shape),
+    "losses": [],
+    "train_metrics": [],
+  }
   if record is not None:
     # The step the trainer runs, compiled once; its HLO shows the collectives.
     trainer.compile_train(batch)
-    result["collectives"] = _collectives(
-        trainer._compiled_train_step.as_text())  # pylint: disable=protected-access
+    result["collectives"] = _collectives(trainer._compiled_train_step.as_text())  # pylint: disable=protected-access
   for step in range(first, first + case.get("steps", 2)):
     metrics = trainer.train(iter([train_batches[step]]), 1).result()
     result["losses"].append(_scalar(metrics["loss"]))
     result["train_metrics"].append(
-        {k: _scalar(v) for k, v in metrics.items()
-         if k.startswith(("metrics/", "debug/"))})
+      {
+        k: _scalar(v)
+        for k, v in metrics.items()
+        if k.startswith(("metrics/", "debug/"))
+      }
+    )
     if case.get("save") and step == first:
       checkpoints.Checkpointer(
-          trainer.train_state, partitioner, case["save"]).save(
-              trainer.train_state)
-      _save_params(trainer.train_state.params, out_dir,
-                   case["name"] + ".saved")
+        trainer.train_state, partitioner, case["save"]
+      ).save(trainer.train_state)
+      _save_params(trainer.train_state.params, out_dir, case["name"] + ".saved")
   if case.get("eval", True):
     evaluated = trainer.eval({"valid": iter([eval_batch])})["valid"]
-    result["eval"] = {k: _scalar(v) for k, v in evaluated.items()
-                      if k == "loss" or k.startswith("metrics/")}
+    result["eval"] = {
+      k: _scalar(v)
+      for k, v in evaluated.items()
+      if k == "loss" or k.startswith("metrics/")
+    }
   _save_params(trainer.train_state.params, out_dir, case["name"])
   if record is not None:
     result["param_specs"] = {
-        k: str(v) for k, v in _flat(partitioner.get_mesh_axes(
-            trainer.train_state).params).items()}
+      k: str(v)
+      for k, v in _flat(
+        partitioner.get_mesh_axes(trainer.train_state).params
+      ).items()
+    }
     result["param_shardings"] = {
-        k: [str(v.sharding.spec), list(v.addressable_shards[0].data.shape),
-            list(v.shape)]
-        for k, v in _flat(trainer.train_state.params).items()}
+      k: [
+        str(v.sharding.spec),
+        list(v.addressable_shards[0].data.shape),
+        list(v.shape),
+      ]
+      for k, v in _flat(trainer.train_state.params).items()
+    }
     result["score_shardings"] = sorted(set(record))
     result["data_partition_spec"] = str(partitioner.data_partition_spec)
   trainer.close()

@@ -27,8 +27,7 @@ if __name__ == "__main__":
   PROCESS_ID, NUM_PROCESSES, PORT = map(int, sys.argv[1:4])
   OUT = sys.argv[4]
   DEVICES = 8 // NUM_PROCESSES
-  os.environ["XLA_FLAGS"] = (
-      f"--xla_force_host_platform_device_count={DEVICES}")
+  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
   os.environ["JAX_PLATFORMS"] = "cpu"
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -50,74 +49,100 @@ def main():
     # JAX's default for CPU; set so that the test does not depend on it.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address=f"localhost:{PORT}",
-        num_processes=NUM_PROCESSES, process_id=PROCESS_ID)
+      coordinator_address=f"localhost:{PORT}",
+      num_processes=NUM_PROCESSES,
+      process_id=PROCESS_ID,
+    )
+  import t5rank.tasks
   from t5x import partitioning
   from t5x import trainer as trainer_lib
   from t5x import utils
+
   from t5rank.data import feature_converters
-  import t5rank.tasks
 
   sys.path.insert(0, os.path.dirname(__file__))
   import mesh_worker  # the demo-size ranker of the mesh tests
 
   task = t5rank.tasks.register_t5rank_demo(list_size=LIST_SIZE)
-  lengths = {"inputs": (LIST_SIZE, INPUT_LENGTH), "targets": (LIST_SIZE, 1),
-             "label": (LIST_SIZE,), "mask": (LIST_SIZE,)}
+  lengths = {
+    "inputs": (LIST_SIZE, INPUT_LENGTH),
+    "targets": (LIST_SIZE, 1),
+    "label": (LIST_SIZE,),
+    "mask": (LIST_SIZE,),
+  }
   model = mesh_worker.make_model("encdec", "softmax", "adafactor")
   partitioner = partitioning.PjitPartitioner(
-      model_parallel_submesh=(1, 1, 1, 2),
-      logical_axis_rules=partitioning.standard_logical_axis_rules())
+    model_parallel_submesh=(1, 1, 1, 2),
+    logical_axis_rules=partitioning.standard_logical_axis_rules(),
+  )
   layout = partitioner.get_data_layout(GLOBAL_BATCH)
   config = utils.DatasetConfig(
-      mixture_or_task_name=task, task_feature_lengths=lengths, split="train",
-      batch_size=GLOBAL_BATCH, shuffle=False, seed=0, pack=False,
-      use_cached=False)
+    mixture_or_task_name=task,
+    task_feature_lengths=lengths,
+    split="train",
+    batch_size=GLOBAL_BATCH,
+    shuffle=False,
+    seed=0,
+    pack=False,
+    use_cached=False,
+  )
   converter = feature_converters.RankingEncDecFeatureConverter
 
   def shard(shard_id):
-    return utils.get_dataset(config, shard_id, SHARDS, converter,
-                             num_epochs=1)
+    return utils.get_dataset(config, shard_id, SHARDS, converter, num_epochs=1)
 
   if NUM_PROCESSES > 1:
     assert layout.num_shards == SHARDS, layout
     assert layout.shard_id == jax.process_index(), layout
     local = list(shard(layout.shard_id).take(STEPS).as_numpy_iterator())
     train_iter = utils.prepare_train_iter(
-        shard(layout.shard_id), partitioner=partitioner,
-        checkpoint_cfg=None, data_layout=layout)
+      shard(layout.shard_id),
+      partitioner=partitioner,
+      checkpoint_cfg=None,
+      data_layout=layout,
+    )
     read = [_list_hashes(b) for b in local]
   else:
-    parts = [list(shard(i).take(STEPS).as_numpy_iterator())
-             for i in range(SHARDS)]
-    batches = [{k: np.concatenate([p[s][k] for p in parts])
-                for k in parts[0][s]} for s in range(STEPS)]
+    parts = [
+      list(shard(i).take(STEPS).as_numpy_iterator()) for i in range(SHARDS)
+    ]
+    batches = [
+      {k: np.concatenate([p[s][k] for p in parts]) for k in parts[0][s]}
+      for s in range(STEPS)
+    ]
     train_iter = iter(batches)
     read = [_list_hashes(b) for b in batches]
   first = local[0] if NUM_PROCESSES > 1 else batches[0]
   shapes = {k: (GLOBAL_BATCH,) + v.shape[1:] for k, v in first.items()}
   types = {k: v.dtype for k, v in first.items()}
   initializer = utils.TrainStateInitializer(
-      model.optimizer_def, model.get_initial_variables, shapes, partitioner,
-      types)
+    model.optimizer_def, model.get_initial_variables, shapes, partitioner, types
+  )
   trainer = trainer_lib.Trainer(
-      model, initializer.from_scratch(jax.random.PRNGKey(0)), partitioner,
-      eval_names=[], summary_dir=None,
-      train_state_axes=initializer.train_state_axes,
-      rng=jax.random.PRNGKey(1),
-      learning_rate_fn=lambda step: mesh_worker.LEARNING_RATE,
-      num_microbatches=None)
+    model,
+    initializer.from_scratch(jax.random.PRNGKey(0)),
+    partitioner,
+    eval_names=[],
+    summary_dir=None,
+    train_state_axes=initializer.train_state_axes,
+    rng=jax.random.PRNGKey(1),
+    learning_rate_fn=lambda step: mesh_worker.LEARNING_RATE,
+    num_microbatches=None,
+  )
   losses = []
   for _ in range(STEPS):
     metrics = trainer.train(train_iter, 1).result()
     losses.append(mesh_worker._scalar(metrics["loss"]))  # pylint: disable=protected-access
   trainer.close()
-  result = dict(process_index=jax.process_index(),
-                process_count=jax.process_count(),
-                devices=jax.device_count(),
-                local_devices=jax.local_device_count(),
-                mesh=dict(partitioner.mesh.shape), losses=losses,
-                lists_read=read)
+  result = dict(
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    devices=jax.device_count(),
+    local_devices=jax.local_device_count(),
+    mesh=dict(partitioner.mesh.shape),
+    losses=losses,
+    lists_read=read,
+  )
   os.makedirs(OUT, exist_ok=True)
   with open(os.path.join(OUT, f"process_{PROCESS_ID}.json"), "w") as f:
     json.dump(result, f, indent=1)

@@ -46,12 +46,13 @@ LOSS_TOL = dict(rtol=2e-5, atol=2e-5)
 PARAM_TOL = dict(rtol=1e-4, atol=1e-5)
 
 MATRIX = {
-    "encdec": dict(model="encdec", loss="softmax", packed=False,
-                   meshes=[[4, 2]]),
-    "gumbel_pack": dict(model="encdec", loss="gumbel", packed=True,
-                        meshes=[[2, 4]]),
-    "enc_gumbel": dict(model="encoder", loss="gumbel", packed=False,
-                       meshes=[[2, 4]]),
+  "encdec": dict(model="encdec", loss="softmax", packed=False, meshes=[[4, 2]]),
+  "gumbel_pack": dict(
+    model="encdec", loss="gumbel", packed=True, meshes=[[2, 4]]
+  ),
+  "enc_gumbel": dict(
+    model="encoder", loss="gumbel", packed=False, meshes=[[2, 4]]
+  ),
 }
 
 
@@ -62,41 +63,78 @@ def _mesh_name(mesh):
 def _processes(ckpt_dir):
   """Worker processes: {process name: (devices, cases)}; they run at once."""
   encdec = dict(model="encdec", loss="softmax", packed=False)
-  ref = [dict(MATRIX[name], name=f"{name}_1x1", mesh=[1, 1])
-         for name in MATRIX]
-  ref += [dict(encdec, name=f"sgd_mb{mb}_1x1", mesh=[1, 1], optimizer="sgd",
-               microbatches=mb, steps=1, all_positive=True, eval=False)
-          for mb in (None, 2)]
-  ref.append(dict(encdec, name="restored_1x1", mesh=[1, 1],
-                  restore=ckpt_dir, steps=1, eval=False))
+  ref = [dict(MATRIX[name], name=f"{name}_1x1", mesh=[1, 1]) for name in MATRIX]
+  ref += [
+    dict(
+      encdec,
+      name=f"sgd_mb{mb}_1x1",
+      mesh=[1, 1],
+      optimizer="sgd",
+      microbatches=mb,
+      steps=1,
+      all_positive=True,
+      eval=False,
+    )
+    for mb in (None, 2)
+  ]
+  ref.append(
+    dict(
+      encdec,
+      name="restored_1x1",
+      mesh=[1, 1],
+      restore=ckpt_dir,
+      steps=1,
+      eval=False,
+    )
+  )
   return {
-      "one_device": (1, ref),
-      "encdec": (8, [
-          dict(encdec, name="encdec_4x2", mesh=[4, 2], sharding=True,
-               save=ckpt_dir),
-          # The 4x2 run's second step, from its checkpoint, on 8x1.
-          dict(encdec, name="restored_8x1", mesh=[8, 1], restore=ckpt_dir,
-               steps=1),
-      ]),
-      "gumbel": (8, [
-          dict(MATRIX["gumbel_pack"], name="gumbel_pack_2x4", mesh=[2, 4]),
-          dict(MATRIX["enc_gumbel"], name="enc_gumbel_2x4", mesh=[2, 4],
-               sharding=True),
-      ]),
+    "one_device": (1, ref),
+    "encdec": (
+      8,
+      [
+        dict(
+          encdec, name="encdec_4x2", mesh=[4, 2], sharding=True, save=ckpt_dir
+        ),
+        # The 4x2 run's second step, from its checkpoint, on 8x1.
+        dict(
+          encdec, name="restored_8x1", mesh=[8, 1], restore=ckpt_dir, steps=1
+        ),
+      ],
+    ),
+    "gumbel": (
+      8,
+      [
+        dict(MATRIX["gumbel_pack"], name="gumbel_pack_2x4", mesh=[2, 4]),
+        dict(
+          MATRIX["enc_gumbel"],
+          name="enc_gumbel_2x4",
+          mesh=[2, 4],
+          sharding=True,
+        ),
+      ],
+    ),
   }
 
 
 def _start_worker(name, devices, cases, out_dir):
-  spec = dict(devices=devices, out=str(out_dir), cases=cases,
-              cache_dir=os.path.join(str(out_dir), f"jax_cache_{name}"))
+  spec = dict(
+    devices=devices,
+    out=str(out_dir),
+    cases=cases,
+    cache_dir=os.path.join(str(out_dir), f"jax_cache_{name}"),
+  )
   spec_path = os.path.join(str(out_dir), f"spec_{name}.json")
   with open(spec_path, "w") as f:
     json.dump(spec, f)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
-  return subprocess.Popen([sys.executable, WORKER, spec_path], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+  return subprocess.Popen(
+    [sys.executable, WORKER, spec_path],
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +142,10 @@ def runs(tmp_path_factory):
   """Results by case name, from the worker processes run side by side."""
   out = tmp_path_factory.mktemp("meshes")
   processes = _processes(str(out / "checkpoint_4x2"))
-  procs = {name: _start_worker(name, devices, cases, out)
-           for name, (devices, cases) in processes.items()}
+  procs = {
+    name: _start_worker(name, devices, cases, out)
+    for name, (devices, cases) in processes.items()
+  }
   try:
     logs = {name: p.communicate(timeout=1800) for name, p in procs.items()}
   finally:
@@ -120,8 +160,11 @@ def runs(tmp_path_factory):
       name = case["name"]
       with open(out / f"{name}.json") as f:
         results[name] = json.load(f)
-      for stem, key in (("", "params"), (".init", "init_params"),
-                        (".saved", "saved_params")):
+      for stem, key in (
+        ("", "params"),
+        (".init", "init_params"),
+        (".saved", "saved_params"),
+      ):
         path = out / f"{name}{stem}.npz"
         if path.exists():
           results[name][key] = dict(np.load(path))
@@ -139,12 +182,19 @@ ZERO_GRADIENT_PARAMS = {"score_head/bias": dict(rtol=0, atol=2.1e-5)}
 def _assert_same_params(got, want):
   assert sorted(got) == sorted(want)
   for key in want:
-    np.testing.assert_allclose(got[key], want[key], err_msg=key,
-                               **ZERO_GRADIENT_PARAMS.get(key, PARAM_TOL))
+    np.testing.assert_allclose(
+      got[key],
+      want[key],
+      err_msg=key,
+      **ZERO_GRADIENT_PARAMS.get(key, PARAM_TOL),
+    )
 
 
-CASES = [(name, _mesh_name(mesh)) for name, spec in MATRIX.items()
-         for mesh in spec["meshes"]]
+CASES = [
+  (name, _mesh_name(mesh))
+  for name, spec in MATRIX.items()
+  for mesh in spec["meshes"]
+]
 
 
 @pytest.mark.parametrize("name,mesh", CASES)
@@ -158,12 +208,14 @@ def test_train_steps_on_a_mesh_equal_one_device(runs, name, mesh):
   for got_m, ref_m in zip(got["train_metrics"], ref["train_metrics"]):
     assert sorted(got_m) == sorted(ref_m)
     for key in ref_m:
-      np.testing.assert_allclose(got_m[key], ref_m[key], err_msg=key,
-                                 **LOSS_TOL)
+      np.testing.assert_allclose(
+        got_m[key], ref_m[key], err_msg=key, **LOSS_TOL
+      )
   assert sorted(got["eval"]) == ["loss", "metrics/mrr@10", "metrics/ndcg@10"]
   for key in ref["eval"]:
-    np.testing.assert_allclose(got["eval"][key], ref["eval"][key],
-                               err_msg=key, **LOSS_TOL)
+    np.testing.assert_allclose(
+      got["eval"][key], ref["eval"][key], err_msg=key, **LOSS_TOL
+    )
   _assert_same_params(got["params"], ref["params"])
   # The steps moved the parameters and the loss (not a vacuous comparison).
   assert ref["losses"][0] != ref["losses"][1]
@@ -171,8 +223,12 @@ def test_train_steps_on_a_mesh_equal_one_device(runs, name, mesh):
 
 def _dims(shape):
   """All dimensions named in an HLO shape string, e.g. '(f32[6,20,32]{...})'."""
-  return [int(d) for group in re.findall(r"\[([\d,]*)\]", shape)
-          for d in group.split(",") if d]
+  return [
+    int(d)
+    for group in re.findall(r"\[([\d,]*)\]", shape)
+    for d in group.split(",")
+    if d
+  ]
 
 
 @pytest.mark.parametrize("name", ["encdec_4x2", "enc_gumbel_2x4"])
@@ -203,7 +259,7 @@ def test_parameters_split_over_model_by_t5x_logical_axis_rules(runs, name):
   for key, (spec, local, global_shape) in got["param_shardings"].items():
     # The arrays are laid out as T5X's partitioner says.
     assert spec == got["param_specs"][key], key
-    axes = [a.strip() for a in spec[len("P("):-1].split(",") if a.strip()]
+    axes = [a.strip() for a in spec[len("P(") : -1].split(",") if a.strip()]
     for i, axis in enumerate(axes):
       want = global_shape[i] // model if axis == "'model'" else global_shape[i]
       assert local[i] == want, (key, spec, local, global_shape)
@@ -214,7 +270,8 @@ def test_parameters_split_over_model_by_t5x_logical_axis_rules(runs, name):
   assert specs["token_embedder/embedding"] == "P('model', None)"  # vocab
   assert specs["encoder/layers_0/mlp/wi_0/kernel"] == "P(None, 'model')"
   assert specs["encoder/layers_0/attention/query/kernel"] == (
-      "P(None, 'model')")  # heads
+    "P(None, 'model')"
+  )  # heads
   assert specs["encoder/layers_0/mlp/wo/kernel"] == "P('model', None)"
   if name == "enc_gumbel_2x4":
     # The score head's d_model vector is replicated ('embed' -> None in
@@ -236,8 +293,9 @@ def test_checkpoint_written_on_4x2_restores_on_1_and_8x1(runs):
     np.testing.assert_allclose(got["losses"], saved["losses"][1:], **LOSS_TOL)
     _assert_same_params(got["params"], saved["params"])
   for key, value in saved["eval"].items():
-    np.testing.assert_allclose(runs["restored_8x1"]["eval"][key], value,
-                               err_msg=key, **LOSS_TOL)
+    np.testing.assert_allclose(
+      runs["restored_8x1"]["eval"][key], value, err_msg=key, **LOSS_TOL
+    )
 
 
 def _update(run):
@@ -254,9 +312,9 @@ def test_microbatches_sum_the_gradients_of_per_microbatch_means(runs):
   SGD the update is k times larger; scale-invariant optimisers (T5X's
   Adafactor, Adam) nearly hide the factor.
   """
-  whole, micro = _update(runs["sgd_mbNone_1x1"]), _update(
-      runs["sgd_mb2_1x1"])
+  whole, micro = _update(runs["sgd_mbNone_1x1"]), _update(runs["sgd_mb2_1x1"])
   assert max(np.abs(u).max() for u in whole.values()) > 1e-6
   for key in whole:
-    np.testing.assert_allclose(micro[key], 2.0 * whole[key], rtol=1e-4,
-                               atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(
+      micro[key], 2.0 * whole[key], rtol=1e-4, atol=1e-6, err_msg=key
+    )

@@ -41,11 +41,14 @@ def runs(tmp_path_factory):
   out = tmp_path_factory.mktemp("multihost")
   port = _free_port()
   procs = [
-      subprocess.Popen(
-          [sys.executable, WORKER, str(i), "2", str(port), str(out / "two")],
-          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-          text=True)
-      for i in range(2)
+    subprocess.Popen(
+      [sys.executable, WORKER, str(i), "2", str(port), str(out / "two")],
+      env=_env(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
   ]
   try:
     logs = [p.communicate(timeout=900) for p in procs]
@@ -56,16 +59,22 @@ def runs(tmp_path_factory):
   for p, (_, err) in zip(procs, logs):
     assert p.returncode == 0, err[-4000:]
   single = subprocess.run(
-      [sys.executable, WORKER, "0", "1", "0", str(out / "one")], env=_env(),
-      capture_output=True, text=True, timeout=900)
+    [sys.executable, WORKER, "0", "1", "0", str(out / "one")],
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert single.returncode == 0, single.stderr[-4000:]
 
   def load(path):
     with open(path) as f:
       return json.load(f)
 
-  return ([load(out / "two" / f"process_{i}.json") for i in range(2)],
-          load(out / "one" / "process_0.json"))
+  return (
+    [load(out / "two" / f"process_{i}.json") for i in range(2)],
+    load(out / "one" / "process_0.json"),
+  )
 
 
 def test_two_processes_form_one_mesh_over_eight_devices(runs):
@@ -91,6 +100,7 @@ def test_two_process_loss_equals_one_process_on_the_same_global_batch(runs):
   hosts, single = runs
   assert len(single["losses"]) == 2
   for host in hosts:  # every process reports the global loss
-    np.testing.assert_allclose(host["losses"], single["losses"], rtol=2e-5,
-                               atol=2e-5)
+    np.testing.assert_allclose(
+      host["losses"], single["losses"], rtol=2e-5, atol=2e-5
+    )
   assert single["losses"][0] != single["losses"][1]

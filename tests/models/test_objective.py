@@ -30,7 +30,8 @@ def test_rax_losses_are_told_apart_by_whether_they_take_a_key():
   assert not _signatures.takes_argument(rax.pairwise_logistic_loss, "key")
   assert _signatures.takes_argument(rax.listmle_loss, "key")
   assert _signatures.takes_argument(
-      functools.partial(rax.listmle_loss, where=None), "key")
+    functools.partial(rax.listmle_loss, where=None), "key"
+  )
 
 
 def test_list_loss_divides_by_lists_that_count_not_by_batch_size():
@@ -42,8 +43,8 @@ def test_list_loss_divides_by_lists_that_count_not_by_batch_size():
   assert float(loss) == pytest.approx(4.5)
   np.testing.assert_array_equal(counts, [True, False, True, False])
   kept, counts = objective.list_loss(
-      _sum_of_scores, scores, labels, mask,
-      exclude_lists_without_positive=False)
+    _sum_of_scores, scores, labels, mask, exclude_lists_without_positive=False
+  )
   assert float(kept) == pytest.approx((3 + 7 + 6) / 3)
   np.testing.assert_array_equal(counts, [True, True, True, False])
 

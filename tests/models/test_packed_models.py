@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import seqio
 import tensorflow as tf
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 from t5rank.data import packing
 from t5rank.models import RankingEncDecModel
@@ -29,7 +30,7 @@ from t5rank.models import network
 from t5rank.ranking import losses
 from t5rank.ranking import metrics
 from t5rank.ranking import t12n
-import tiny_t5  # pylint: disable=g-bad-import-order
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 VOCAB = seqio.ByteVocabulary()
@@ -54,8 +55,7 @@ def _lists(seed=0):
   for b, l in zip(*np.nonzero(mask)):
     n = rng.integers(1, T + 1)
     tokens[b, l, :n] = rng.integers(3, 259, size=n)
-  labels = np.where(mask, rng.integers(0, 3, size=(B, L)), 0).astype(
-      np.float32)
+  labels = np.where(mask, rng.integers(0, 3, size=(B, L)), 0).astype(np.float32)
   labels[0, 0] = 1.0
   labels[1] = 0.0  # a list without a positive
   return tokens, mask, labels
@@ -64,11 +64,11 @@ def _lists(seed=0):
 def _unpacked(tokens, mask, labels):
   targets = np.where(mask, TARGET, 0)[..., None]
   return {
-      "encoder_input_tokens": jnp.asarray(tokens),
-      "decoder_input_tokens": jnp.zeros((B, L, 1), jnp.int32),
-      "decoder_target_tokens": jnp.asarray(targets, jnp.int32),
-      "label": jnp.asarray(labels),
-      "mask": jnp.asarray(mask),
+    "encoder_input_tokens": jnp.asarray(tokens),
+    "decoder_input_tokens": jnp.zeros((B, L, 1), jnp.int32),
+    "decoder_target_tokens": jnp.asarray(targets, jnp.int32),
+    "label": jnp.asarray(labels),
+    "mask": jnp.asarray(mask),
   }
 
 
@@ -78,35 +78,52 @@ def _packed(tokens, mask, labels, num_rows=ROWS):
   for n in range(PACKS):
     lists = slice(n * LISTS_PER_PACK, (n + 1) * LISTS_PER_PACK)
     out = packing.pack_lists(
-        tokens[lists], mask[lists], np.where(mask[lists], TARGET, 0),
-        num_rows=num_rows, row_length=ROW_LENGTH,
-        max_segments_per_row=SEGMENTS)
+      tokens[lists],
+      mask[lists],
+      np.where(mask[lists], TARGET, 0),
+      num_rows=num_rows,
+      row_length=ROW_LENGTH,
+      max_segments_per_row=SEGMENTS,
+    )
     out["label"] = labels[lists]
     out["mask"] = mask[lists]
     packs.append(out)
   return {k: jnp.asarray(np.stack([p[k] for p in packs])) for k in packs[0]}
 
 
-def _encdec(loss_fn=losses.softmax_loss, dtype="float32", one_hot=False,
-            **kwargs):
+def _encdec(
+  loss_fn=losses.softmax_loss, dtype="float32", one_hot=False, **kwargs
+):
   return RankingEncDecModel(
-      network.RankingTransformer(_config(dtype), one_hot_embedding=one_hot),
-      VOCAB, VOCAB, None, loss_fn, **kwargs)
+    network.RankingTransformer(_config(dtype), one_hot_embedding=one_hot),
+    VOCAB,
+    VOCAB,
+    None,
+    loss_fn,
+    **kwargs,
+  )
 
 
-def _encoder(loss_fn=losses.softmax_loss, pooling="mean", dtype="float32",
-             one_hot=False):
+def _encoder(
+  loss_fn=losses.softmax_loss, pooling="mean", dtype="float32", one_hot=False
+):
   return RankingEncoderModel(
-      network.RankingEncoder(_config(dtype), pooling=pooling,
-                             one_hot_embedding=one_hot),
-      VOCAB, None, None, loss_fn)
+    network.RankingEncoder(
+      _config(dtype), pooling=pooling, one_hot_embedding=one_hot
+    ),
+    VOCAB,
+    None,
+    None,
+    loss_fn,
+  )
 
 
 def _params(model, batch, seed=0):
   shapes = {k: v.shape for k, v in batch.items()}
   types = {k: v.dtype for k, v in batch.items()}
-  return model.get_initial_variables(
-      jax.random.PRNGKey(seed), shapes, types)["params"]
+  return model.get_initial_variables(jax.random.PRNGKey(seed), shapes, types)[
+    "params"
+  ]
 
 
 def _gumbel_approx_ndcg():
@@ -114,14 +131,14 @@ def _gumbel_approx_ndcg():
 
 
 LOSSES = {
-    "softmax": lambda: losses.softmax_loss,
-    "pairwise_logistic": lambda: losses.pairwise_logistic_loss,
-    "gumbel_approx_ndcg": _gumbel_approx_ndcg,
+  "softmax": lambda: losses.softmax_loss,
+  "pairwise_logistic": lambda: losses.pairwise_logistic_loss,
+  "gumbel_approx_ndcg": _gumbel_approx_ndcg,
 }
 MODELS = {
-    "encdec": _encdec,
-    "encoder-mean": functools.partial(_encoder, pooling="mean"),
-    "encoder-first": functools.partial(_encoder, pooling="first"),
+  "encdec": _encdec,
+  "encoder-mean": functools.partial(_encoder, pooling="mean"),
+  "encoder-first": functools.partial(_encoder, pooling="first"),
 }
 
 
@@ -154,15 +171,15 @@ def test_packed_scores_equal_unpacked_on_real_items(data, model_name):
   got = jax.jit(model.score_batch)(params, packed)
   assert got.shape == (B, L)
   mask = np.asarray(unpacked["mask"])
-  np.testing.assert_allclose(np.asarray(got)[mask], np.asarray(expected)[mask],
-                             **TOL)
+  np.testing.assert_allclose(
+    np.asarray(got)[mask], np.asarray(expected)[mask], **TOL
+  )
   assert np.all(np.isfinite(got))
 
 
 @pytest.mark.parametrize("model_name", ["encdec", "encoder-mean"])
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
-def test_packed_loss_and_gradients_equal_unpacked(data, model_name,
-                                                  loss_name):
+def test_packed_loss_and_gradients_equal_unpacked(data, model_name, loss_name):
   unpacked, packed = data
   model = MODELS[model_name](loss_fn=LOSSES[loss_name]())
   params = _params(model, unpacked)
@@ -177,8 +194,9 @@ def test_packed_loss_and_gradients_equal_unpacked(data, model_name,
   loss_p, grads_p = value_and_grad(packed)
   assert np.isfinite(loss_u) and abs(float(loss_u)) > 0
   np.testing.assert_allclose(loss_p, loss_u, **TOL)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL),
-               grads_p, grads_u)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, **TOL), grads_p, grads_u
+  )
   # Gradients are not all zero (the comparison could not pass vacuously).
   assert any(np.abs(g).max() > 1e-6 for g in jax.tree.leaves(grads_u))
 
@@ -186,13 +204,17 @@ def test_packed_loss_and_gradients_equal_unpacked(data, model_name,
 def test_monot5_and_fixed_token_scoring_equal_unpacked(data):
   unpacked, packed = data
   mask = np.asarray(unpacked["mask"])
-  for kwargs in ({"scoring": "monot5", "monot5_tokens": (116, 102)},
-                 {"score_token": 200}):
+  for kwargs in (
+    {"scoring": "monot5", "monot5_tokens": (116, 102)},
+    {"score_token": 200},
+  ):
     model = _encdec(**kwargs)
     params = _params(model, unpacked)
     np.testing.assert_allclose(
-        np.asarray(model.score_batch(params, packed))[mask],
-        np.asarray(model.score_batch(params, unpacked))[mask], **TOL)
+      np.asarray(model.score_batch(params, packed))[mask],
+      np.asarray(model.score_batch(params, unpacked))[mask],
+      **TOL,
+    )
 
 
 @pytest.mark.parametrize("model_name", ["encdec", "encoder-first"])
@@ -210,8 +232,9 @@ def test_changing_one_item_changes_only_that_items_score(model_name):
   length = int(np.count_nonzero(changed[b, l]))
   changed[b, l, :length] = (changed[b, l, :length] + 11) % 256 + 3
   after_batch = _packed(changed, mask, labels)
-  np.testing.assert_array_equal(after_batch["item_row"],
-                                before_batch["item_row"])
+  np.testing.assert_array_equal(
+    after_batch["item_row"], before_batch["item_row"]
+  )
   score = jax.jit(model.score_batch)
   before = np.asarray(score(params, before_batch))
   after = np.asarray(score(params, after_batch))
@@ -227,19 +250,20 @@ def _converter_dataset(tokens, mask, labels):
       n = int(mask[b].sum())
       lengths = np.count_nonzero(tokens[b, :n], axis=-1)
       yield {
-          "inputs": tf.ragged.constant(
-              [tokens[b, i, :lengths[i]].tolist() for i in range(n)],
-              dtype=tf.int32),
-          "targets": tf.fill([n, 1], TARGET),
-          "label": labels[b, :n],
-          "mask": np.ones(n, bool),
+        "inputs": tf.ragged.constant(
+          [tokens[b, i, : lengths[i]].tolist() for i in range(n)],
+          dtype=tf.int32,
+        ),
+        "targets": tf.fill([n, 1], TARGET),
+        "label": labels[b, :n],
+        "mask": np.ones(n, bool),
       }
 
   spec = {
-      "inputs": tf.RaggedTensorSpec([None, None], tf.int32, 1),
-      "targets": tf.TensorSpec([None, 1], tf.int32),
-      "label": tf.TensorSpec([None], tf.float32),
-      "mask": tf.TensorSpec([None], tf.bool),
+    "inputs": tf.RaggedTensorSpec([None, None], tf.int32, 1),
+    "targets": tf.TensorSpec([None, 1], tf.int32),
+    "label": tf.TensorSpec([None], tf.float32),
+    "mask": tf.TensorSpec([None], tf.bool),
   }
   return tf.data.Dataset.from_generator(gen, output_signature=spec)
 
@@ -252,10 +276,13 @@ def test_overflowing_pack_keeps_every_item_and_reports_truncation():
   mask = np.take_along_axis(mask, order, 1)
   labels = np.take_along_axis(labels, order, 1)
   converter = packing.RankingPackedFeatureConverter(
-      pack=True, row_length=32, max_segments_per_row=SEGMENTS,
-      lists_per_pack=LISTS_PER_PACK, rows_per_pack=2)
-  lengths = {"inputs": (L, T), "targets": (L, 1), "label": (L,),
-             "mask": (L,)}
+    pack=True,
+    row_length=32,
+    max_segments_per_row=SEGMENTS,
+    lists_per_pack=LISTS_PER_PACK,
+    rows_per_pack=2,
+  )
+  lengths = {"inputs": (L, T), "targets": (L, 1), "label": (L,), "mask": (L,)}
   ds = converter(_converter_dataset(tokens, mask, labels), lengths)
   batch = next(ds.batch(PACKS).as_numpy_iterator())
   truncated = int(batch["packing_truncated_items"].sum())
@@ -281,8 +308,7 @@ def test_overflowing_pack_keeps_every_item_and_reports_truncation():
   assert tokens_cut >= truncated
 
 
-@pytest.mark.parametrize("make", [_encdec, _encoder], ids=["encdec",
-                                                           "encoder"])
+@pytest.mark.parametrize("make", [_encdec, _encoder], ids=["encdec", "encoder"])
 def test_gather_embedding_model_equals_one_hot_model(data, make):
   """Same parameter tree and values; same scores and gradients."""
   unpacked, packed = data
@@ -293,17 +319,23 @@ def test_gather_embedding_model_equals_one_hot_model(data, make):
   jax.tree.map(np.testing.assert_array_equal, params, params_gather)
   for batch in (unpacked, packed):
     grad = lambda m, b: jax.grad(lambda p: m.loss_fn(p, b, None)[0])(params)  # pylint: disable=cell-var-from-loop
-    np.testing.assert_allclose(gather.score_batch(params, batch),
-                               one_hot.score_batch(params, batch), **TOL)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL),
-                 grad(gather, batch), grad(one_hot, batch))
+    np.testing.assert_allclose(
+      gather.score_batch(params, batch),
+      one_hot.score_batch(params, batch),
+      **TOL,
+    )
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, **TOL),
+      grad(gather, batch),
+      grad(one_hot, batch),
+    )
 
 
-@pytest.mark.parametrize("make", [_encdec, _encoder], ids=["encdec",
-                                                           "encoder"])
+@pytest.mark.parametrize("make", [_encdec, _encoder], ids=["encdec", "encoder"])
 @pytest.mark.parametrize("loss_name", ["softmax", "gumbel_approx_ndcg"])
-def test_bfloat16_activations_give_finite_loss_and_gradients(data, make,
-                                                             loss_name):
+def test_bfloat16_activations_give_finite_loss_and_gradients(
+  data, make, loss_name
+):
   unpacked, packed = data
   model = make(loss_fn=LOSSES[loss_name](), dtype="bfloat16")
   params = _params(model, unpacked)
@@ -312,7 +344,8 @@ def test_bfloat16_activations_give_finite_loss_and_gradients(data, make,
   losses_ = []
   for batch in (unpacked, packed):
     (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(
-        params, batch, jax.random.PRNGKey(0))
+      params, batch, jax.random.PRNGKey(0)
+    )
     assert np.isfinite(loss)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     losses_.append(float(loss))

@@ -14,18 +14,22 @@ pytest.importorskip("t5x", reason="T5X is not installed; see README")
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
-import tensorflow as tf
 from t5x.examples.t5 import network
+import tensorflow as tf
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 from t5rank.data import packing
 from t5rank.models import packed_scores
-import tiny_t5  # pylint: disable=g-bad-import-order
 
 SCORE_TOKEN = 61
 CONFIG = tiny_t5.config(vocab_size=64, emb_dim=16, head_dim=8, mlp_dim=32)
 LIST_SIZE, TOKENS = 4, 24
-LENGTHS = {"inputs": (LIST_SIZE, TOKENS), "targets": (LIST_SIZE, 1),
-           "label": (LIST_SIZE,), "mask": (LIST_SIZE,)}
+LENGTHS = {
+  "inputs": (LIST_SIZE, TOKENS),
+  "targets": (LIST_SIZE, 1),
+  "label": (LIST_SIZE,),
+  "mask": (LIST_SIZE,),
+}
 
 
 def test_docstring_examples():
@@ -47,24 +51,36 @@ def _lists(seed, num_lists):
   lists = []
   for _ in range(num_lists):
     size = rng.integers(1, LIST_SIZE + 1)
-    lists.append([rng.integers(2, CONFIG.vocab_size,
-                               size=rng.integers(1, TOKENS + 1)).tolist()
-                  for _ in range(size)])
+    lists.append(
+      [
+        rng.integers(
+          2, CONFIG.vocab_size, size=rng.integers(1, TOKENS + 1)
+        ).tolist()
+        for _ in range(size)
+      ]
+    )
   return lists
 
 
 def _dataset(lists):
   def gen():
     for items in lists:
-      yield {"inputs": tf.ragged.constant(items, dtype=tf.int32),
-             "targets": tf.fill([len(items), 1], SCORE_TOKEN),
-             "label": tf.zeros([len(items)]),
-             "mask": tf.ones([len(items)], tf.bool)}
-  return tf.data.Dataset.from_generator(gen, output_signature={
+      yield {
+        "inputs": tf.ragged.constant(items, dtype=tf.int32),
+        "targets": tf.fill([len(items), 1], SCORE_TOKEN),
+        "label": tf.zeros([len(items)]),
+        "mask": tf.ones([len(items)], tf.bool),
+      }
+
+  return tf.data.Dataset.from_generator(
+    gen,
+    output_signature={
       "inputs": tf.RaggedTensorSpec([None, None], tf.int32),
       "targets": tf.TensorSpec([None, 1], tf.int32),
       "label": tf.TensorSpec([None], tf.float32),
-      "mask": tf.TensorSpec([None], tf.bool)})
+      "mask": tf.TensorSpec([None], tf.bool),
+    },
+  )
 
 
 def _padded(lists):
@@ -72,23 +88,25 @@ def _padded(lists):
   mask = np.zeros((len(lists), LIST_SIZE), bool)
   for b, items in enumerate(lists):
     for l, item in enumerate(items):
-      tokens[b, l, :len(item)] = item
+      tokens[b, l, : len(item)] = item
       mask[b, l] = True
   return tokens, mask
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _params():
   ones = jnp.ones((1, 4), jnp.int32)
-  init = functools.partial(network.Transformer(CONFIG).init,
-                           enable_dropout=False)
+  init = functools.partial(
+    network.Transformer(CONFIG).init, enable_dropout=False
+  )
   return jax.jit(init)(jax.random.PRNGKey(0), ones, ones[:, :1], ones[:, :1])
 
 
 @functools.partial(jax.jit, static_argnames="method")
 def _jit_apply(params, *args, method=None, **kwargs):
   return network.Transformer(CONFIG).apply(
-      params, *args, enable_dropout=False, method=method, **kwargs)
+    params, *args, enable_dropout=False, method=method, **kwargs
+  )
 
 
 def _apply(*args, **kwargs):
@@ -103,20 +121,25 @@ def _t5x_batch(converter, lists, num_packs):
 def test_packed_batch_scores_equal_padded_scores_per_list():
   lists = _lists(0, 7)  # 4 packs of 2 lists; the last pack has one empty list
   converter = packing.RankingPackedFeatureConverter(
-      row_length=48, max_segments_per_row=4, lists_per_pack=2,
-      rows_per_pack=5)
+    row_length=48, max_segments_per_row=4, lists_per_pack=2, rows_per_pack=5
+  )
   batch = _t5x_batch(converter, lists, num_packs=4)
   rows = packed_scores.flatten_rows(batch)
   logits = _apply(
-      rows["encoder_input_tokens"], rows["decoder_input_tokens"],
-      rows["decoder_target_tokens"],
-      encoder_segment_ids=rows["encoder_segment_ids"],
-      decoder_segment_ids=rows["decoder_segment_ids"],
-      encoder_positions=rows["encoder_positions"],
-      decoder_positions=rows["decoder_positions"])  # [N·R, S, V]
+    rows["encoder_input_tokens"],
+    rows["decoder_input_tokens"],
+    rows["decoder_target_tokens"],
+    encoder_segment_ids=rows["encoder_segment_ids"],
+    decoder_segment_ids=rows["decoder_segment_ids"],
+    encoder_positions=rows["encoder_positions"],
+    decoder_positions=rows["decoder_positions"],
+  )  # [N·R, S, V]
   segment_scores = logits[..., SCORE_TOKEN].reshape(4, 5, 4)
-  scores = packed_scores.flatten_lists(packed_scores.gather_items(
-      segment_scores, batch["item_row"], batch["item_segment"]))
+  scores = packed_scores.flatten_lists(
+    packed_scores.gather_items(
+      segment_scores, batch["item_row"], batch["item_segment"]
+    )
+  )
   mask = packed_scores.flatten_lists(batch["mask"])
   assert scores.shape == mask.shape == (8, LIST_SIZE)
 
@@ -126,31 +149,39 @@ def test_packed_batch_scores_equal_padded_scores_per_list():
   dec = jnp.zeros((7 * LIST_SIZE, 1), jnp.int32)
   padded = _apply(tokens.reshape(-1, TOKENS), dec, dec + SCORE_TOKEN)
   want = padded[:, 0, SCORE_TOKEN].reshape(7, LIST_SIZE)
-  np.testing.assert_allclose(scores[:7][want_mask], want[want_mask],
-                             atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(
+    scores[:7][want_mask], want[want_mask], atol=1e-5, rtol=1e-5
+  )
 
 
 def test_packed_encoder_pooling_equals_padded_per_list():
   lists = _lists(1, 4)
   converter = packing.RankingPackedEncoderFeatureConverter(
-      pack=False, row_length=48, max_segments_per_row=4, rows_per_list=2)
+    pack=False, row_length=48, max_segments_per_row=4, rows_per_list=2
+  )
   batch = _t5x_batch(converter, lists, num_packs=4)
   rows = packed_scores.flatten_rows(batch)
-  states = _apply(rows["encoder_input_tokens"],
-                  encoder_segment_ids=rows["encoder_segment_ids"],
-                  method=network.Transformer.encode)
+  states = _apply(
+    rows["encoder_input_tokens"],
+    encoder_segment_ids=rows["encoder_segment_ids"],
+    method=network.Transformer.encode,
+  )
   member = jax.nn.one_hot(rows["encoder_segment_ids"] - 1, 4)  # [N·R, T, S]
-  pooled = jnp.einsum("rts,rtd->rsd", member, states) / jnp.maximum(
-      member.sum(1), 1)[..., None]
+  pooled = (
+    jnp.einsum("rts,rtd->rsd", member, states)
+    / jnp.maximum(member.sum(1), 1)[..., None]
+  )
   pooled = pooled.reshape(4, 2, 4, -1)
-  got = packed_scores.flatten_lists(packed_scores.gather_items(
-      pooled, batch["item_row"], batch["item_segment"]))  # [4, L, d]
+  got = packed_scores.flatten_lists(
+    packed_scores.gather_items(pooled, batch["item_row"], batch["item_segment"])
+  )  # [4, L, d]
 
   tokens, mask = _padded(lists)
   states = _apply(tokens.reshape(-1, TOKENS), method=network.Transformer.encode)
   nonpad = (tokens.reshape(-1, TOKENS) > 0)[..., None]
   want = ((states * nonpad).sum(1) / jnp.maximum(nonpad.sum(1), 1)).reshape(
-      4, LIST_SIZE, -1)
+    4, LIST_SIZE, -1
+  )
   np.testing.assert_allclose(got[mask], want[mask], atol=1e-5, rtol=1e-5)
 
 
@@ -180,27 +211,45 @@ _SHARDED = textwrap.dedent("""
 
 def test_gather_stays_on_each_data_parallel_device():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", _SHARDED], env=env,
-                          capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-c", _SHARDED],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "LOCAL 4" in result.stdout
 
 
 def test_t5x_get_dataset_batches_packs_of_the_demo_task():
   from t5x import utils  # pylint: disable=g-import-not-at-top
-  import t5rank.tasks  # pylint: disable=g-import-not-at-top,unused-import
 
-  lengths = {"inputs": (8, 256), "targets": (8, 1), "label": (8,),
-             "mask": (8,)}
+  lengths = {"inputs": (8, 256), "targets": (8, 1), "label": (8,), "mask": (8,)}
   converter_cls = functools.partial(
-      packing.RankingPackedFeatureConverter, row_length=512,
-      max_segments_per_row=16, lists_per_pack=4, rows_per_pack=10,
-      rows_per_list=4)
+    packing.RankingPackedFeatureConverter,
+    row_length=512,
+    max_segments_per_row=16,
+    lists_per_pack=4,
+    rows_per_pack=10,
+    rows_per_list=4,
+  )
   config = utils.DatasetConfig(
-      mixture_or_task_name="t5rank_demo", task_feature_lengths=lengths,
-      split="train", batch_size=2, shuffle=False, seed=0, pack=True)
-  ds = utils.get_dataset(config, shard_id=0, num_shards=1,
-                         feature_converter_cls=converter_cls, num_epochs=1)
+    mixture_or_task_name="t5rank_demo",
+    task_feature_lengths=lengths,
+    split="train",
+    batch_size=2,
+    shuffle=False,
+    seed=0,
+    pack=True,
+  )
+  ds = utils.get_dataset(
+    config,
+    shard_id=0,
+    num_shards=1,
+    feature_converter_cls=converter_cls,
+    num_epochs=1,
+  )
   batch = next(ds.as_numpy_iterator())
   assert batch["encoder_input_tokens"].shape == (2, 10, 512)
   assert batch["decoder_target_tokens"].shape == (2, 10, 16)

@@ -17,9 +17,9 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 from t5x.examples.t5 import layers
 from t5x.examples.t5 import network
+import tiny_t5  # pylint: disable=g-bad-import-order
 
 from t5rank.data import packing
-import tiny_t5  # pylint: disable=g-bad-import-order
 
 SCORE_TOKEN = 61
 CONFIG = tiny_t5.config(vocab_size=64, emb_dim=16, head_dim=8, mlp_dim=32)
@@ -42,23 +42,30 @@ def _lists(seed, num_lists=3, list_size=5):
 
 def _pack(tokens, mask):
   return packing.pack_lists(
-      tokens, mask, np.full(mask.shape, SCORE_TOKEN), num_rows=8,
-      row_length=ROW_LENGTH, max_segments_per_row=MAX_SEGMENTS)
+    tokens,
+    mask,
+    np.full(mask.shape, SCORE_TOKEN),
+    num_rows=8,
+    row_length=ROW_LENGTH,
+    max_segments_per_row=MAX_SEGMENTS,
+  )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _params():
   tokens = jnp.ones((1, 8), jnp.int32)
   dec = jnp.ones((1, 1), jnp.int32)
-  init = functools.partial(network.Transformer(CONFIG).init,
-                           enable_dropout=False)
+  init = functools.partial(
+    network.Transformer(CONFIG).init, enable_dropout=False
+  )
   return jax.jit(init)(jax.random.PRNGKey(0), tokens, dec, dec)
 
 
 @functools.partial(jax.jit, static_argnames="method")
 def _apply(params, *args, method=None, **kwargs):
   return network.Transformer(CONFIG).apply(
-      params, *args, enable_dropout=False, method=method, **kwargs)
+    params, *args, enable_dropout=False, method=method, **kwargs
+  )
 
 
 def _unpacked_logits(params, tokens, mask):
@@ -72,14 +79,15 @@ def _unpacked_logits(params, tokens, mask):
 def _packed_logits(params, features, mask):
   """[items, vocab] logits of the real items read from the packed rows."""
   logits = _apply(
-      params,
-      features["encoder_input_tokens"],
-      features["decoder_input_tokens"],
-      features["decoder_target_tokens"],
-      encoder_segment_ids=features["encoder_segment_ids"],
-      decoder_segment_ids=features["decoder_segment_ids"],
-      encoder_positions=features["encoder_positions"],
-      decoder_positions=features["decoder_positions"])
+    params,
+    features["encoder_input_tokens"],
+    features["decoder_input_tokens"],
+    features["decoder_target_tokens"],
+    encoder_segment_ids=features["encoder_segment_ids"],
+    decoder_segment_ids=features["decoder_segment_ids"],
+    encoder_positions=features["encoder_positions"],
+    decoder_positions=features["decoder_positions"],
+  )
   rows = features["item_row"][mask]
   columns = features["item_segment"][mask] - 1
   return logits[rows, columns]
@@ -101,7 +109,8 @@ def test_packed_score_gradients_equal_unpacked():
   tokens, mask = _lists(1)
   features = _pack(tokens, mask)
   weights = jnp.asarray(
-      np.random.default_rng(1).normal(size=int(mask.sum())), jnp.float32)
+    np.random.default_rng(1).normal(size=int(mask.sum())), jnp.float32
+  )
 
   def loss(params, logits_fn, *args):
     return jnp.sum(weights * logits_fn(params, *args)[:, SCORE_TOKEN])
@@ -109,8 +118,10 @@ def test_packed_score_gradients_equal_unpacked():
   unpacked = jax.grad(loss)(_params(), _unpacked_logits, tokens, mask)
   packed = jax.grad(loss)(_params(), _packed_logits, features, mask)
   jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4),
-      packed, unpacked)
+    lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4),
+    packed,
+    unpacked,
+  )
 
 
 def test_changing_one_item_changes_only_that_items_logits():
@@ -128,8 +139,12 @@ def test_changing_one_item_changes_only_that_items_logits():
 
 
 def _encode(params, tokens, segment_ids=None):
-  return _apply(params, tokens, encoder_segment_ids=segment_ids,
-                method=network.Transformer.encode)
+  return _apply(
+    params,
+    tokens,
+    encoder_segment_ids=segment_ids,
+    method=network.Transformer.encode,
+  )
 
 
 @pytest.mark.parametrize("pooling", ["mean", "first"])
@@ -144,38 +159,45 @@ def test_packed_encoder_pooling_equals_unpacked(pooling):
     unpacked = (states * nonpad).sum(1) / nonpad.sum(1)
   else:
     unpacked = states[:, 0]
-  packed_states = _encode(params, features["encoder_input_tokens"],
-                          features["encoder_segment_ids"])  # [R, row, d]
+  packed_states = _encode(
+    params, features["encoder_input_tokens"], features["encoder_segment_ids"]
+  )  # [R, row, d]
   # Per-segment pooling: one-hot over segments, as a packed model pools.
-  segments = jax.nn.one_hot(features["encoder_segment_ids"] - 1,
-                            MAX_SEGMENTS)  # [R, row, S]; padding -> zeros
+  segments = jax.nn.one_hot(
+    features["encoder_segment_ids"] - 1, MAX_SEGMENTS
+  )  # [R, row, S]; padding -> zeros
   if pooling == "first":
     segments = segments * (features["encoder_positions"] == 0)[..., None]
   pooled = jnp.einsum("rts,rtd->rsd", segments, packed_states)
   pooled = pooled / jnp.maximum(segments.sum(1), 1)[..., None]
-  packed = pooled[features["item_row"][mask],
-                  features["item_segment"][mask] - 1]
+  packed = pooled[
+    features["item_row"][mask], features["item_segment"][mask] - 1
+  ]
   np.testing.assert_allclose(packed, unpacked, atol=1e-5, rtol=1e-5)
 
 
 def _embedders(num_embeddings=50, features=8):
   make = functools.partial(
-      layers.Embed, num_embeddings=num_embeddings, features=features,
-      dtype=jnp.float32, attend_dtype=jnp.float32,
-      embedding_init=jax.nn.initializers.normal(stddev=1.0),
-      name="token_embedder")
+    layers.Embed,
+    num_embeddings=num_embeddings,
+    features=features,
+    dtype=jnp.float32,
+    attend_dtype=jnp.float32,
+    embedding_init=jax.nn.initializers.normal(stddev=1.0),
+    name="token_embedder",
+  )
   return make(one_hot=True), make(one_hot=False)
 
 
 def test_gather_embedding_matches_one_hot_params_values_and_gradients():
   one_hot, gather = _embedders()
   tokens = jnp.asarray(
-      np.random.default_rng(4).integers(0, 50, size=(3, 7)), jnp.int32)
+    np.random.default_rng(4).integers(0, 50, size=(3, 7)), jnp.int32
+  )
   key = jax.random.PRNGKey(5)
   params_one_hot = one_hot.init(key, tokens)
   params_gather = gather.init(key, tokens)
-  assert (jax.tree.structure(params_one_hot)
-          == jax.tree.structure(params_gather))
+  assert jax.tree.structure(params_one_hot) == jax.tree.structure(params_gather)
   jax.tree.map(np.testing.assert_array_equal, params_one_hot, params_gather)
 
   cotangent = jax.random.normal(jax.random.PRNGKey(6), (3, 7, 8))
@@ -184,13 +206,18 @@ def test_gather_embedding_matches_one_hot_params_values_and_gradients():
     return jnp.sum(module.apply(params, tokens) * cotangent)
 
   np.testing.assert_allclose(
-      gather.apply(params_gather, tokens),
-      one_hot.apply(params_one_hot, tokens), atol=1e-6, rtol=1e-6)
+    gather.apply(params_gather, tokens),
+    one_hot.apply(params_one_hot, tokens),
+    atol=1e-6,
+    rtol=1e-6,
+  )
   grads_one_hot = jax.grad(functools.partial(loss, one_hot))(params_one_hot)
   grads_gather = jax.grad(functools.partial(loss, gather))(params_gather)
   jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
-      grads_gather, grads_one_hot)
+    lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+    grads_gather,
+    grads_one_hot,
+  )
   # Rows of tokens that never occur get no gradient in either form.
   unused = np.setdiff1d(np.arange(50), np.asarray(tokens))
   table = grads_gather["params"]["embedding"]

@@ -26,14 +26,14 @@ def test_t5_vocabulary_ids_of_rankt5_and_monot5_tokens():
 
 
 @pytest.mark.parametrize(
-    "token, message",
-    [
-        ("<extra_id_10>", "extra_ids=0"),
-        ("true", "encodes to 4 ids"),
-        (0, "outside"),
-        (259, "outside"),
-        (1.5, "expected an int id or a string"),
-    ],
+  "token, message",
+  [
+    ("<extra_id_10>", "extra_ids=0"),
+    ("true", "encodes to 4 ids"),
+    (0, "outside"),
+    (259, "outside"),
+    (1.5, "expected an int id or a string"),
+  ],
 )
 def test_tokens_that_are_not_one_valid_id_are_errors(token, message):
   with pytest.raises(ValueError, match=message):

@@ -10,16 +10,16 @@ def config(**overrides) -> network.T5Config:
   packed == unpacked, stock checkpoint restore) hold for any size.
   """
   settings = dict(
-      vocab_size=384,
-      emb_dim=32,
-      num_heads=2,
-      num_encoder_layers=2,
-      num_decoder_layers=2,
-      head_dim=16,
-      mlp_dim=64,
-      mlp_activations=("gelu", "linear"),
-      dropout_rate=0.0,
-      logits_via_embedding=False,
+    vocab_size=384,
+    emb_dim=32,
+    num_heads=2,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    head_dim=16,
+    mlp_dim=64,
+    mlp_activations=("gelu", "linear"),
+    dropout_rate=0.0,
+    logits_via_embedding=False,
   )
   settings.update(overrides)
   return network.T5Config(**settings)

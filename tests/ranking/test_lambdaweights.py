@@ -19,8 +19,13 @@ def _inputs(seed=0, batch=3, size=8):
   where[:, 0] = True
   weights = (rng.random((batch, size)) + 0.5).astype(np.float32)
   segments = rng.integers(0, 3, size=(batch, size))
-  return (jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(where),
-          jnp.asarray(weights), jnp.asarray(segments))
+  return (
+    jnp.asarray(scores),
+    jnp.asarray(labels),
+    jnp.asarray(where),
+    jnp.asarray(weights),
+    jnp.asarray(segments),
+  )
 
 
 def _valid_pairs(where):
@@ -30,20 +35,20 @@ def _valid_pairs(where):
 
 
 OPTIONS = {
-    "plain": {},
-    "weights": {"weights": True},
-    "topn": {"topn": 3},
-    "normalize": {"normalize": True},
-    "normalize_topn_weights": {"normalize": True, "topn": 2,
-                               "weights": True},
-    "segments": {"segments": True},
-    "topn_segments": {"segments": True, "topn": 2},
+  "plain": {},
+  "weights": {"weights": True},
+  "topn": {"topn": 3},
+  "normalize": {"normalize": True},
+  "normalize_topn_weights": {"normalize": True, "topn": 2, "weights": True},
+  "segments": {"segments": True},
+  "topn_segments": {"segments": True, "topn": 2},
 }
 
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
-@pytest.mark.parametrize("name", ["labeldiff_lambdaweight",
-                                  "dcg_lambdaweight", "dcg2_lambdaweight"])
+@pytest.mark.parametrize(
+  "name", ["labeldiff_lambdaweight", "dcg_lambdaweight", "dcg2_lambdaweight"]
+)
 def test_valid_pairs_match_rax_and_others_are_zero(name, option):
   scores, labels, where, weights, segments = _inputs(seed=len(option))
   kwargs = dict(OPTIONS[option], where=where)
@@ -58,25 +63,30 @@ def test_valid_pairs_match_rax_and_others_are_zero(name, option):
   theirs = getattr(rax, name)(scores, labels, **kwargs)
   assert ours.shape == theirs.shape == (3, 64)
   valid = _valid_pairs(where)
-  np.testing.assert_allclose(np.where(valid, ours, 0),
-                             np.where(valid, theirs, 0), **TOL)
+  np.testing.assert_allclose(
+    np.where(valid, ours, 0), np.where(valid, theirs, 0), **TOL
+  )
   np.testing.assert_array_equal(np.where(valid, 0, ours), 0)
 
 
 @pytest.mark.parametrize("topn", [None, 3])
 def test_dcg2_light_discount_matches_rax(topn):
   scores, labels, where, _, _ = _inputs(seed=7)
-  ours = lambdaweights.dcg2_lambdaweight(scores, labels, where=where,
-                                         light_discount=True, topn=topn)
-  theirs = rax.dcg2_lambdaweight(scores, labels, where=where,
-                                 light_discount=True, topn=topn)
+  ours = lambdaweights.dcg2_lambdaweight(
+    scores, labels, where=where, light_discount=True, topn=topn
+  )
+  theirs = rax.dcg2_lambdaweight(
+    scores, labels, where=where, light_discount=True, topn=topn
+  )
   valid = _valid_pairs(where)
-  np.testing.assert_allclose(np.where(valid, ours, 0),
-                             np.where(valid, theirs, 0), **TOL)
+  np.testing.assert_allclose(
+    np.where(valid, ours, 0), np.where(valid, theirs, 0), **TOL
+  )
 
 
-@pytest.mark.parametrize("name", ["dcg_lambdaweight", "dcg2_lambdaweight",
-                                  "ndcgloss2pp_lambdaweight"])
+@pytest.mark.parametrize(
+  "name", ["dcg_lambdaweight", "dcg2_lambdaweight", "ndcgloss2pp_lambdaweight"]
+)
 def test_normalized_segments_equal_separate_lists(name):
   # Rax 0.4.0 normalises only the first item of each segment (its
   # dcg_metric returns a segment's value at that item only); here every
@@ -102,14 +112,14 @@ def test_normalized_segments_equal_separate_lists(name):
 def test_ndcgloss2pp_is_rax_dcg_plus_mu_dcg2_normalized(topn, mu):
   scores, labels, where, weights, _ = _inputs(seed=11)
   kwargs = dict(where=where, weights=weights, topn=topn)
-  ours = lambdaweights.ndcgloss2pp_lambdaweight(scores, labels, mu=mu,
-                                                **kwargs)
-  theirs = (rax.dcg_lambdaweight(scores, labels, normalize=True, **kwargs) +
-            mu * rax.dcg2_lambdaweight(scores, labels, normalize=True,
-                                       **kwargs))
+  ours = lambdaweights.ndcgloss2pp_lambdaweight(scores, labels, mu=mu, **kwargs)
+  theirs = rax.dcg_lambdaweight(
+    scores, labels, normalize=True, **kwargs
+  ) + mu * rax.dcg2_lambdaweight(scores, labels, normalize=True, **kwargs)
   valid = _valid_pairs(where)
-  np.testing.assert_allclose(np.where(valid, ours, 0),
-                             np.where(valid, theirs, 0), **TOL)
+  np.testing.assert_allclose(
+    np.where(valid, ours, 0), np.where(valid, theirs, 0), **TOL
+  )
 
 
 def test_ndcgloss2pp_three_items_by_hand():
@@ -136,7 +146,10 @@ def test_ndcgloss2pp_three_items_by_hand():
 
 def test_labeldiff_is_zero_for_pairs_with_a_masked_item():
   weights = lambdaweights.labeldiff_lambdaweight(
-      jnp.zeros(3), jnp.array([2.0, 0.0, 5.0]),
-      where=jnp.array([True, True, False]))
-  np.testing.assert_allclose(weights.reshape(3, 3),
-                             [[0, 2, 0], [2, 0, 0], [0, 0, 0]], **TOL)
+    jnp.zeros(3),
+    jnp.array([2.0, 0.0, 5.0]),
+    where=jnp.array([True, True, False]),
+  )
+  np.testing.assert_allclose(
+    weights.reshape(3, 3), [[0, 2, 0], [2, 0, 0], [0, 0, 0]], **TOL
+  )

@@ -20,21 +20,21 @@ import pytest
 from t5rank.ranking import losses
 
 LOSSES = {
-    "pointwise_sigmoid_loss": losses.pointwise_sigmoid_loss,
-    "pointwise_mse_loss": losses.pointwise_mse_loss,
-    "pairwise_hinge_loss": losses.pairwise_hinge_loss,
-    "pairwise_logistic_loss": losses.pairwise_logistic_loss,
-    "pairwise_mse_loss": losses.pairwise_mse_loss,
-    "pairwise_soft_zero_one_loss": losses.pairwise_soft_zero_one_loss,
-    "pairwise_qr_loss": losses.pairwise_qr_loss,
-    "softmax_loss": losses.softmax_loss,
-    "poly1_softmax_loss": losses.poly1_softmax_loss,
-    "unique_softmax_loss": losses.unique_softmax_loss,
-    "listmle_loss": losses.listmle_loss,
-    "listnet_loss": losses.listnet_loss,
-    "lambdaloss_loss": losses.lambdaloss_loss,
-    "distillation_kl_loss": losses.distillation_kl_loss,
-    "margin_mse_loss": losses.margin_mse_loss,
+  "pointwise_sigmoid_loss": losses.pointwise_sigmoid_loss,
+  "pointwise_mse_loss": losses.pointwise_mse_loss,
+  "pairwise_hinge_loss": losses.pairwise_hinge_loss,
+  "pairwise_logistic_loss": losses.pairwise_logistic_loss,
+  "pairwise_mse_loss": losses.pairwise_mse_loss,
+  "pairwise_soft_zero_one_loss": losses.pairwise_soft_zero_one_loss,
+  "pairwise_qr_loss": losses.pairwise_qr_loss,
+  "softmax_loss": losses.softmax_loss,
+  "poly1_softmax_loss": losses.poly1_softmax_loss,
+  "unique_softmax_loss": losses.unique_softmax_loss,
+  "listmle_loss": losses.listmle_loss,
+  "listnet_loss": losses.listnet_loss,
+  "lambdaloss_loss": losses.lambdaloss_loss,
+  "distillation_kl_loss": losses.distillation_kl_loss,
+  "margin_mse_loss": losses.margin_mse_loss,
 }
 # Lambda weights depend on ranks, so LambdaLoss is permutation invariant only
 # without score ties (guaranteed below by distinct scores).
@@ -49,11 +49,12 @@ def _transformed_metrics():
   except ImportError:
     return {}
   return {
-      "approx_ndcg": t12n.approx_t12n(metrics.ndcg_metric),
-      "approx_mrr": t12n.approx_t12n(metrics.mrr_metric),
-      "bound_ndcg": t12n.bound_t12n(metrics.ndcg_metric),
-      "gumbel_approx_ndcg": t12n.gumbel_t12n(
-          t12n.approx_t12n(metrics.ndcg_metric)),
+    "approx_ndcg": t12n.approx_t12n(metrics.ndcg_metric),
+    "approx_mrr": t12n.approx_t12n(metrics.mrr_metric),
+    "bound_ndcg": t12n.bound_t12n(metrics.ndcg_metric),
+    "gumbel_approx_ndcg": t12n.gumbel_t12n(
+      t12n.approx_t12n(metrics.ndcg_metric)
+    ),
   }
 
 
@@ -66,8 +67,10 @@ def _lists(draw, min_size=2, max_size=12):
   size = draw(st.integers(min_size, max_size))
   seed = draw(st.integers(0, 2**31 - 1))
   rng = np.random.default_rng(seed)
-  scores = rng.permutation(size).astype(np.float32) * 0.7 + rng.normal(
-      size=size).astype(np.float32) * 0.1
+  scores = (
+    rng.permutation(size).astype(np.float32) * 0.7
+    + rng.normal(size=size).astype(np.float32) * 0.1
+  )
   labels = rng.integers(0, 3, size=size).astype(np.float32)
   where = rng.random(size) > 0.3
   where[rng.integers(size)] = True
@@ -89,8 +92,9 @@ def test_permuting_items_changes_nothing(name, data):
     # Ties in labels keep list order, which a permutation changes.
     labels = np.arange(len(labels), dtype=np.float32)[::-1].copy()
   perm = np.random.default_rng(len(scores)).permutation(len(scores))
-  kwargs = lambda p: dict(where=jnp.asarray(where[p]),
-                          weights=jnp.asarray(weights[p]))
+  kwargs = lambda p: dict(
+    where=jnp.asarray(where[p]), weights=jnp.asarray(weights[p])
+  )
   if name == "listmle_loss":
     kwargs = lambda p: dict(where=jnp.asarray(where[p]))
   ident = np.arange(len(scores))
@@ -98,12 +102,14 @@ def test_permuting_items_changes_nothing(name, data):
   permuted = _call(fn, scores[perm], labels[perm], **kwargs(perm))
   np.testing.assert_allclose(permuted, value, rtol=1e-5, atol=1e-5)
   grad = jax.grad(lambda s: fn(s, jnp.asarray(labels), **kwargs(ident)))(
-      jnp.asarray(scores))
+    jnp.asarray(scores)
+  )
   grad_permuted = jax.grad(
-      lambda s: fn(s, jnp.asarray(labels[perm]), **kwargs(perm)))(
-          jnp.asarray(scores[perm]))
-  np.testing.assert_allclose(grad_permuted, np.asarray(grad)[perm],
-                             rtol=1e-5, atol=1e-5)
+    lambda s: fn(s, jnp.asarray(labels[perm]), **kwargs(perm))
+  )(jnp.asarray(scores[perm]))
+  np.testing.assert_allclose(
+    grad_permuted, np.asarray(grad)[perm], rtol=1e-5, atol=1e-5
+  )
 
 
 # LambdaLoss' DCG weights scale by the list size (Rax's convention), masked
@@ -120,15 +126,16 @@ def test_masking_items_equals_removing_them(name, data):
   kwargs = {} if name == "listmle_loss" else {"weights": jnp.asarray(weights)}
   masked_scores = np.where(where, scores, np.nan).astype(np.float32)
   value, grad = jax.value_and_grad(
-      lambda s: fn(s, jnp.asarray(labels), where=jnp.asarray(where),
-                   **kwargs))(jnp.asarray(masked_scores))
+    lambda s: fn(s, jnp.asarray(labels), where=jnp.asarray(where), **kwargs)
+  )(jnp.asarray(masked_scores))
   kept = {k: v[where] for k, v in kwargs.items()}
   removed, removed_grad = jax.value_and_grad(
-      lambda s: fn(s, jnp.asarray(labels[where]), **kept))(
-          jnp.asarray(scores[where]))
+    lambda s: fn(s, jnp.asarray(labels[where]), **kept)
+  )(jnp.asarray(scores[where]))
   np.testing.assert_allclose(value, removed, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(grad)[where], removed_grad,
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(grad)[where], removed_grad, rtol=1e-5, atol=1e-5
+  )
   np.testing.assert_array_equal(np.asarray(grad)[~where], 0.0)
 
 
@@ -168,17 +175,33 @@ def _grid_case(case, size, dtype):
     # One ordinary list next to an all-masked one.
     where[1] = False
     scores[1] = np.inf
-  return (jnp.asarray(scores, dtype), jnp.asarray(labels, dtype),
-          jnp.asarray(where))
+  return (
+    jnp.asarray(scores, dtype),
+    jnp.asarray(labels, dtype),
+    jnp.asarray(where),
+  )
 
 
-GRID_CASES = ["all_masked", "no_positive", "one_item", "inf_nan_masked",
-              "mixed_batch"]
+GRID_CASES = [
+  "all_masked",
+  "no_positive",
+  "one_item",
+  "inf_nan_masked",
+  "mixed_batch",
+]
 
 
-@pytest.mark.parametrize("size,dtype", [
-    (1, jnp.float32), (1, jnp.bfloat16), (2, jnp.float32),
-    (37, jnp.bfloat16), (1000, jnp.float32), (1000, jnp.bfloat16)])
+@pytest.mark.parametrize(
+  "size,dtype",
+  [
+    (1, jnp.float32),
+    (1, jnp.bfloat16),
+    (2, jnp.float32),
+    (37, jnp.bfloat16),
+    (1000, jnp.float32),
+    (1000, jnp.bfloat16),
+  ],
+)
 @pytest.mark.parametrize("name", sorted(ROBUST_FNS))
 def test_value_and_gradient_are_finite_on_degenerate_lists(name, size, dtype):
   # Every case is a pair of lists; all cases form one batch, so one compiled
@@ -186,10 +209,12 @@ def test_value_and_gradient_are_finite_on_degenerate_lists(name, size, dtype):
   fn = ROBUST_FNS[name]
   key = jax.random.PRNGKey(0)
   parts = [_grid_case(case, size, dtype) for case in GRID_CASES]
-  scores, labels, where = (jnp.concatenate([p[k] for p in parts])
-                           for k in range(3))
-  value, grad = jax.jit(jax.value_and_grad(
-      lambda s, y, w: fn(s, y, where=w, key=key)))(scores, labels, where)
+  scores, labels, where = (
+    jnp.concatenate([p[k] for p in parts]) for k in range(3)
+  )
+  value, grad = jax.jit(
+    jax.value_and_grad(lambda s, y, w: fn(s, y, where=w, key=key))
+  )(scores, labels, where)
   assert bool(jnp.isfinite(value)), value
   assert bool(jnp.all(jnp.isfinite(grad))), grad
   assert grad.dtype == dtype
@@ -200,18 +225,24 @@ def test_value_and_gradient_are_finite_on_degenerate_lists(name, size, dtype):
 def test_all_masked_batch_gives_zero_value_and_gradient(name):
   scores, labels, where = _grid_case("all_masked", 5, jnp.float32)
   value, grad = jax.value_and_grad(
-      lambda s: ROBUST_FNS[name](s, labels, where=where,
-                                 key=jax.random.PRNGKey(0)))(scores)
+    lambda s: ROBUST_FNS[name](
+      s, labels, where=where, key=jax.random.PRNGKey(0)
+    )
+  )(scores)
   assert float(value) == 0.0
   np.testing.assert_array_equal(grad, 0.0)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @settings(max_examples=3, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), size=st.integers(1, 40),
-       use_segments=st.booleans())
+@given(
+  seed=st.integers(0, 2**31 - 1),
+  size=st.integers(1, 40),
+  use_segments=st.booleans(),
+)
 def test_random_masks_with_nonfinite_masked_scores_stay_finite(
-    name, seed, size, use_segments):
+  name, seed, size, use_segments
+):
   rng = np.random.default_rng(seed)
   where = rng.random((3, size)) > 0.5
   scores = rng.normal(size=(3, size)).astype(np.float32)
@@ -223,7 +254,8 @@ def test_random_masks_with_nonfinite_masked_scores_stay_finite(
     kwargs["segments"] = jnp.asarray(rng.integers(0, 3, size=(3, size)))
   fn = functools.partial(LOSSES[name], **kwargs)
   value, grad = jax.value_and_grad(lambda s: fn(s, jnp.asarray(labels)))(
-      jnp.asarray(scores))
+    jnp.asarray(scores)
+  )
   assert np.isfinite(float(value))
   assert np.all(np.isfinite(grad))
   np.testing.assert_array_equal(np.asarray(grad)[~where], 0.0)

@@ -37,28 +37,36 @@ def test_ranks_match_rax_on_valid_items(n, seed):
   scores, where, segments = _random_lists(seed, n=n)
   ranks = jax.jit(_sorting.ranks)
   _assert_equal_on(ranks(scores), rax_utils.ranks(scores), True)
-  _assert_equal_on(ranks(scores, where=where),
-                   rax_utils.ranks(scores, where=where), where)
   _assert_equal_on(
-      _sorting.ranks(scores, where=where, segments=segments),
-      rax_utils.ranks(scores, where=where, segments=segments), where)
+    ranks(scores, where=where), rax_utils.ranks(scores, where=where), where
+  )
+  _assert_equal_on(
+    _sorting.ranks(scores, where=where, segments=segments),
+    rax_utils.ranks(scores, where=where, segments=segments),
+    where,
+  )
   key = jax.random.PRNGKey(seed)
-  _assert_equal_on(_sorting.ranks(scores, where=where, key=key),
-                   rax_utils.ranks(scores, where=where, key=key), where)
+  _assert_equal_on(
+    _sorting.ranks(scores, where=where, key=key),
+    rax_utils.ranks(scores, where=where, key=key),
+    where,
+  )
 
 
 def test_ranks_start_at_one_and_ties_keep_list_order():
   np.testing.assert_array_equal(
-      _sorting.ranks(jnp.array([1., 2., 1., 2.])), [3, 1, 4, 2])
+    _sorting.ranks(jnp.array([1.0, 2.0, 1.0, 2.0])), [3, 1, 4, 2]
+  )
 
 
 def test_zero_and_negative_zero_tie():
-  np.testing.assert_array_equal(_sorting.ranks(jnp.array([0., -0., 1.])),
-                                [2, 3, 1])
+  np.testing.assert_array_equal(
+    _sorting.ranks(jnp.array([0.0, -0.0, 1.0])), [2, 3, 1]
+  )
 
 
 def test_masked_items_rank_after_valid_items_whatever_their_score():
-  scores = jnp.array([jnp.inf, 1., jnp.nan, 2., -jnp.inf])
+  scores = jnp.array([jnp.inf, 1.0, jnp.nan, 2.0, -jnp.inf])
   where = jnp.array([False, True, False, True, True])
   r = _sorting.ranks(scores, where=where)
   np.testing.assert_array_equal(r[np.array(where)], [2, 1, 3])
@@ -82,17 +90,19 @@ def test_sort_order_is_a_stable_descending_argsort(n):
   np.testing.assert_array_equal(order, expected)
   for topn in (0, 1, 7):
     np.testing.assert_array_equal(
-        _sorting.sort_order(jnp.asarray(scores), topn=topn),
-        expected[:, :topn])
+      _sorting.sort_order(jnp.asarray(scores), topn=topn), expected[:, :topn]
+    )
 
 
 def test_ranks_work_on_any_axis_and_under_vmap():
   rng = np.random.default_rng(0)
   scores = jnp.asarray(rng.normal(size=(2, 5, 7)).astype(np.float32))
-  np.testing.assert_array_equal(_sorting.ranks(scores, axis=1),
-                                rax_utils.ranks(scores, axis=1))
-  np.testing.assert_array_equal(jax.vmap(_sorting.ranks)(scores),
-                                rax_utils.ranks(scores))
+  np.testing.assert_array_equal(
+    _sorting.ranks(scores, axis=1), rax_utils.ranks(scores, axis=1)
+  )
+  np.testing.assert_array_equal(
+    jax.vmap(_sorting.ranks)(scores), rax_utils.ranks(scores)
+  )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -111,10 +121,14 @@ def test_sort_by_matches_rax_on_valid_prefix(seed):
 
 
 @hypothesis.settings(max_examples=40, deadline=None)
-@hypothesis.given(st.lists(
+@hypothesis.given(
+  st.lists(
     # XLA on CPU flushes subnormals to zero, so they tie with 0 there.
     st.floats(allow_nan=False, allow_subnormal=False, width=32),
-    min_size=2, max_size=2))
+    min_size=2,
+    max_size=2,
+  )
+)
 def test_order_key_orders_like_descending_scores(pair):
   a, b = pair
   keys = np.asarray(_sorting.order_key(jnp.array([a, b], jnp.float32)))
@@ -130,13 +144,15 @@ def test_sort_values_descending_matches_numpy():
   rng = np.random.default_rng(0)
   values = rng.normal(size=(3, 37)).astype(np.float32)
   np.testing.assert_array_equal(
-      _sorting.sort_values_descending(jnp.asarray(values)),
-      -np.sort(-values, axis=-1))
+    _sorting.sort_values_descending(jnp.asarray(values)),
+    -np.sort(-values, axis=-1),
+  )
 
 
 def test_doctests_pass():
   result = doctest.testmod(
-      _sorting, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    _sorting, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+  )
   assert result.attempted > 0
   assert result.failed == 0
 
@@ -158,17 +174,20 @@ def test_sorting_network_only_on_cpu_and_short_lists():
   assert _sorting.uses_sorting_network(8) == on_cpu
   assert not _sorting.uses_sorting_network(1)
   assert not _sorting.uses_sorting_network(
-      _sorting._CPU_NETWORK_MAX_LIST_SIZE + 1)
+    _sorting._CPU_NETWORK_MAX_LIST_SIZE + 1
+  )
 
 
 def _expected_order(scores, where):
   """Valid items by descending score (NaN after -inf), then masked items;
   ties (and masked items) in list order."""
+
   def rank_key(i):
     if not where[i]:
       return (True, False, 0.0, i)
     nan = bool(np.isnan(scores[i]))
     return (not where[i], nan, 0.0 if nan else -scores[i], i)
+
   return sorted(range(len(scores)), key=rank_key)
 
 
@@ -182,7 +201,8 @@ def test_both_sorts_are_stable_with_nan_and_masked_items_last(n, sort_method):
   where = rng.random((4, n)) > 0.2
   expected = [_expected_order(scores[b], where[b]) for b in range(4)]
   order = jax.jit(lambda s, w: _sorting.sort_order(s, where=w))(
-      jnp.asarray(scores), jnp.asarray(where))
+    jnp.asarray(scores), jnp.asarray(where)
+  )
   np.testing.assert_array_equal(order, expected)
   ranks = _sorting.ranks(jnp.asarray(scores), where=jnp.asarray(where))
   np.testing.assert_array_equal(np.argsort(ranks, axis=-1), expected)
@@ -194,19 +214,24 @@ def test_both_sorts_give_the_same_values_and_pair_counts(n, sort_method):
   rng = np.random.default_rng(n)
   values = rng.integers(-3, 4, (3, n)).astype(np.float32)
   np.testing.assert_array_equal(
-      _sorting.sort_values_descending(jnp.asarray(values)),
-      -np.sort(-values, axis=-1))
+    _sorting.sort_values_descending(jnp.asarray(values)),
+    -np.sort(-values, axis=-1),
+  )
   scores = rng.integers(-2, 3, (3, n)).astype(np.float32)
   scores[0, 0] = np.nan
   scores[1, -1] = -np.inf
   labels = rng.integers(0, 3, (3, n)).astype(np.float32)
   where = rng.random((3, n)) > 0.2
   correct, pairs = _sorting.ordered_pair_counts(
-      jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(where))
+    jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(where)
+  )
   for b in range(3):
     s, nan = scores[b], np.isnan(scores[b])
-    ordered = (where[b][:, None] & where[b][None, :] &
-               (labels[b][:, None] > labels[b][None, :]))
+    ordered = (
+      where[b][:, None]
+      & where[b][None, :]
+      & (labels[b][:, None] > labels[b][None, :])
+    )
     # i ranks strictly ahead of j; valid NaN scores rank after -inf.
     ahead = (~nan[:, None] & nan[None, :]) | (s[:, None] > s[None, :])
     assert pairs[b] == ordered.sum()

@@ -33,18 +33,24 @@ def _assert_equal_on(a, b, mask):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cutoff_and_approx_cutoff_match_rax(n_cut, seed):
   scores, where, segments = _random_lists(seed, with_inf=False)
-  np.testing.assert_array_equal(_utils.cutoff(scores, n_cut, where=where),
-                                rax_utils.cutoff(scores, n_cut, where=where))
   np.testing.assert_array_equal(
-      _utils.cutoff(scores, n_cut, where=where, segments=segments),
-      rax_utils.cutoff(scores, n_cut, where=where, segments=segments))
+    _utils.cutoff(scores, n_cut, where=where),
+    rax_utils.cutoff(scores, n_cut, where=where),
+  )
+  np.testing.assert_array_equal(
+    _utils.cutoff(scores, n_cut, where=where, segments=segments),
+    rax_utils.cutoff(scores, n_cut, where=where, segments=segments),
+  )
   np.testing.assert_allclose(
-      _utils.approx_cutoff(scores, n_cut, where=where),
-      rax_utils.approx_cutoff(scores, n_cut, where=where), atol=1e-6)
+    _utils.approx_cutoff(scores, n_cut, where=where),
+    rax_utils.approx_cutoff(scores, n_cut, where=where),
+    atol=1e-6,
+  )
   np.testing.assert_allclose(
-      _utils.approx_cutoff(scores, n_cut, where=where, segments=segments),
-      rax_utils.approx_cutoff(scores, n_cut, where=where, segments=segments),
-      atol=1e-6)
+    _utils.approx_cutoff(scores, n_cut, where=where, segments=segments),
+    rax_utils.approx_cutoff(scores, n_cut, where=where, segments=segments),
+    atol=1e-6,
+  )
 
 
 def test_cutoff_rejects_a_negative_n():
@@ -56,16 +62,18 @@ def test_cutoff_rejects_a_negative_n():
 def test_approx_ranks_match_rax(seed):
   scores, where, segments = _random_lists(seed, with_inf=False)
   np.testing.assert_allclose(
-      _utils.approx_ranks(scores, where=where, segments=segments),
-      rax_utils.approx_ranks(scores, where=where, segments=segments),
-      atol=1e-5)
+    _utils.approx_ranks(scores, where=where, segments=segments),
+    rax_utils.approx_ranks(scores, where=where, segments=segments),
+    atol=1e-5,
+  )
 
 
 def test_approx_ranks_gradient_is_finite_with_inf_and_nan_on_masked_items():
-  scores = jnp.array([1., jnp.inf, jnp.nan, -jnp.inf, 0.5])
+  scores = jnp.array([1.0, jnp.inf, jnp.nan, -jnp.inf, 0.5])
   where = jnp.array([True, False, False, False, True])
-  grad = jax.grad(lambda s: jnp.sum(
-      _utils.approx_ranks(s, where=where) * where))(scores)
+  grad = jax.grad(
+    lambda s: jnp.sum(_utils.approx_ranks(s, where=where) * where)
+  )(scores)
   assert np.all(np.isfinite(grad))
 
 
@@ -74,20 +82,26 @@ def test_normalize_probabilities_matches_rax_on_valid_items(seed):
   scores, where, segments = _random_lists(seed, with_inf=False)
   values = jnp.abs(scores)
   _assert_equal_on(
-      np.round(_utils.normalize_probabilities(values, where), 6),
-      np.round(rax_utils.normalize_probabilities(values, where=where), 6),
-      where)
+    np.round(_utils.normalize_probabilities(values, where), 6),
+    np.round(rax_utils.normalize_probabilities(values, where=where), 6),
+    where,
+  )
   _assert_equal_on(
-      np.round(_utils.normalize_probabilities(values, where,
-                                              segments=segments), 6),
-      np.round(rax_utils.normalize_probabilities(values, where=where,
-                                                 segments=segments), 6),
-      where)
+    np.round(
+      _utils.normalize_probabilities(values, where, segments=segments), 6
+    ),
+    np.round(
+      rax_utils.normalize_probabilities(values, where=where, segments=segments),
+      6,
+    ),
+    where,
+  )
 
 
 def test_normalize_probabilities_is_uniform_over_valid_items_when_all_zero():
-  out = _utils.normalize_probabilities(jnp.zeros(4),
-                                       jnp.array([True, True, False, True]))
+  out = _utils.normalize_probabilities(
+    jnp.zeros(4), jnp.array([True, True, False, True])
+  )
   np.testing.assert_allclose(out, [1 / 3, 1 / 3, 0, 1 / 3])
 
 
@@ -95,30 +109,38 @@ def test_normalize_probabilities_is_uniform_over_valid_items_when_all_zero():
 def test_logcumsumexp_matches_rax(reverse):
   scores, where, _ = _random_lists(3, with_inf=False)
   np.testing.assert_allclose(
-      _utils.logcumsumexp(scores, where=where, reverse=reverse),
-      rax_utils.logcumsumexp(scores, where=where, reverse=reverse),
-      rtol=1e-5, atol=1e-5)
+    _utils.logcumsumexp(scores, where=where, reverse=reverse),
+    rax_utils.logcumsumexp(scores, where=where, reverse=reverse),
+    rtol=1e-5,
+    atol=1e-5,
+  )
 
 
 def test_safe_reduce_gives_zero_for_nothing_valid_and_keeps_real_nan():
-  a = jnp.array([1., jnp.nan])
-  assert _utils.safe_reduce(a, where=jnp.array([False, False]),
-                            reduce_fn=jnp.mean) == 0.0
-  assert _utils.safe_reduce(a, where=jnp.array([True, False]),
-                            reduce_fn=jnp.mean) == 1.0
+  a = jnp.array([1.0, jnp.nan])
+  assert (
+    _utils.safe_reduce(a, where=jnp.array([False, False]), reduce_fn=jnp.mean)
+    == 0.0
+  )
+  assert (
+    _utils.safe_reduce(a, where=jnp.array([True, False]), reduce_fn=jnp.mean)
+    == 1.0
+  )
   assert np.isnan(_utils.safe_reduce(a, reduce_fn=jnp.mean))
   np.testing.assert_array_equal(
-      _utils.safe_reduce(a, where=jnp.array([True, False])), [1., 0.])
+    _utils.safe_reduce(a, where=jnp.array([True, False])), [1.0, 0.0]
+  )
 
 
 def test_compute_pairs_has_shape_n_by_n():
-  out = _utils.compute_pairs(jnp.array([[1., 2., 4.]]), jnp.subtract)
+  out = _utils.compute_pairs(jnp.array([[1.0, 2.0, 4.0]]), jnp.subtract)
   assert out.shape == (1, 3, 3)
   assert out[0, 2, 0] == 3.0
 
 
 def test_doctests_pass():
   result = doctest.testmod(
-      _utils, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    _utils, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+  )
   assert result.attempted > 0
   assert result.failed == 0
