@@ -36,6 +36,7 @@ _T5X = [
   "absl-py>=1.4",
   "cached_property>=1.5",
   "jaxtyping>=0.2.25",
+  "safetensors>=0.4",
 ]
 
 _TEST = [
@@ -45,6 +46,11 @@ _TEST = [
   "pytrec-eval-terrier>=0.5.6",
   "ir-measures>=0.3.1",
   "rax==0.4.0",
+  "ruff==0.17.6",
+  # Hugging Face's T5 as an oracle for converted checkpoints (those tests skip
+  # without it); torch is left to the platform (.ci/run takes the CPU build).
+  "transformers>=4.40",
+  "safetensors>=0.4",
 ]
 
 setuptools.setup(
