@@ -960,7 +960,7 @@ def _write_id_text(
   path, items: Iterable[tuple[str, str]], id_name: str, text_name: str
 ) -> int:
   count = 0
-  with open(path, "w", encoding="utf-8", newline="\n") as f:
+  with open_for_writing(path) as f:
     for key, text in items:
       f.write(
         f"{_check_field(id_name, key, allow_spaces=False)}\t"
@@ -997,7 +997,7 @@ def write_qrels(
 ) -> int:
   """Writes TREC qrels ``qid 0 pid rel`` (tab-separated, as MS-MARCO's); returns rows."""
   count = 0
-  with open(path, "w", encoding="utf-8", newline="\n") as f:
+  with open_for_writing(path) as f:
     for qid, judged in qrels.items():
       qid = _check_field("qid", qid, allow_spaces=False)
       for pid, rel in judged.items():
@@ -1035,6 +1035,28 @@ class _Desc:
     return isinstance(other, _Desc) and self.value == other.value
 
 
+def open_for_writing(path: str | os.PathLike[str]):
+  """Opens a text file for writing; remote paths (``gs://...``) as T5X does.
+
+  A path with a URL scheme goes through ``tf.io.gfile`` (TensorFlow is
+  imported only then), whose folders need not be made first; a local path
+  is a plain UTF-8 file with ``\\n`` line ends.
+
+  >>> import tempfile
+  >>> path = os.path.join(tempfile.mkdtemp(), "run.trec")
+  >>> with open_for_writing(path) as f:
+  ...   _ = f.write("q1 Q0 d1 1 1.0 t5rank\\n")
+  >>> open(path).read()
+  'q1 Q0 d1 1 1.0 t5rank\\n'
+  """
+  path = os.fspath(path)
+  if "://" in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    return tf.io.gfile.GFile(path, "w")
+  return open(path, "w", encoding="utf-8", newline="\n")
+
+
 def write_run(
   path: str | os.PathLike[str],
   run: Mapping[str, Mapping[str, float]] | Mapping[str, Sequence[str]],
@@ -1054,7 +1076,7 @@ def write_run(
   _check_choice("format", format, ("trec", "msmarco"))
   tag = _check_field("tag", tag, allow_spaces=False)
   count = 0
-  with open(path, "w", encoding="utf-8", newline="\n") as f:
+  with open_for_writing(path) as f:
     for qid, candidates in run.items():
       qid = _check_field("qid", qid, allow_spaces=False)
       if isinstance(candidates, Mapping):
@@ -1076,7 +1098,7 @@ def write_triples(
 ) -> int:
   """Writes ``query \\t positive \\t negative`` lines; returns the number written."""
   count = 0
-  with open(path, "w", encoding="utf-8", newline="\n") as f:
+  with open_for_writing(path) as f:
     for query, positive, negative in triples:
       f.write(
         "\t".join(

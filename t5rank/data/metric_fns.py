@@ -527,6 +527,6 @@ def write_trec_run(
       if (mask is None or mask[i][j]) and pid not in query_run:
         query_run[pid] = float(row[j])
   directory = os.path.dirname(path)
-  if directory:
+  if directory and "://" not in path:
     os.makedirs(directory, exist_ok=True)
   return formats.write_run(path, run, format="trec", tag=tag, depth=depth)

@@ -435,3 +435,15 @@ def test_evaluate_on_a_run_mapping_gives_the_metric_fn_numbers():
   via_fn = metric_fns.make_ranking_metric_fn(qrels=qrels)(targets, rows)
   direct = metric_fns.evaluate(metric_fns.query_lists_from_run(run), qrels)
   assert direct == pytest.approx(via_fn)
+
+
+def test_write_trec_run_takes_remote_paths_through_tf_gfile():
+  tf = pytest.importorskip("tensorflow")
+  path = "ram://t5rank_test/run.trec"
+  rows = metric_fns.write_trec_run(path, ["q1"], [["d1", "d2"]], [[0.1, 0.9]])
+  assert rows == 2
+  with tf.io.gfile.GFile(path) as f:
+    assert f.read().splitlines() == [
+      "q1 Q0 d2 1 0.900000 t5rank",
+      "q1 Q0 d1 2 0.100000 t5rank",
+    ]
