@@ -15,7 +15,6 @@ empty-list handling behave the same everywhere:
 The public names are in :mod:`t5rank.utils` (Rax's ``rax.utils``).
 
 >>> import jax.numpy as jnp
-import numpy as np
 >>> scores = jnp.array([1., 3., 2., 3.])
 >>> print(cutoff(scores, 2))
 [0. 1. 0. 1.]
