@@ -2,31 +2,18 @@
 
 import doctest
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
+import random_lists
 
 from t5rank.ranking import _segments
 
 rax_segment_utils = pytest.importorskip("rax._src.segment_utils")
 
 
-def _random_lists(seed, batch=3, n=9, ties=True, with_inf=True):
-  rng = np.random.default_rng(seed)
-  if ties:
-    scores = rng.integers(-3, 4, (batch, n)).astype(np.float32)
-  else:
-    scores = rng.normal(size=(batch, n)).astype(np.float32)
-  if with_inf:
-    scores[rng.random((batch, n)) < 0.1] = -np.inf
-  where = rng.random((batch, n)) > 0.3
-  segments = rng.integers(0, 3, (batch, n))
-  return jnp.asarray(scores), jnp.asarray(where), jnp.asarray(segments)
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_segment_helpers_match_rax(seed):
-  scores, where, segments = _random_lists(seed, with_inf=False)
+  scores, where, segments = random_lists.random_lists(seed, with_inf=False)
   for name in (
     "segment_sum",
     "segment_max",
