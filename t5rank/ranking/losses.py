@@ -1105,14 +1105,13 @@ def listmle_loss(
   sorted_scores, sorted_valid, sorted_w = _sorting.sort_by(
     y, [s, valid, w], where=valid, segments=inputs.segments, key=key
   )
+  # For each position: logsumexp of the valid scores placed at or after it
+  # (in its segment).
   if inputs.segments is None:
-    # Masked items sort last, so the reverse accumulation meets them first
-    # and -inf there adds nothing.
-    masked = jnp.where(sorted_valid, sorted_scores, -jnp.inf)
-    lse = lax.cumlogsumexp(masked, axis=masked.ndim - 1, reverse=True)
+    lse = _utils.logcumsumexp(sorted_scores, where=sorted_valid, reverse=True)
   else:
-    lse = _segment_reverse_logsumexp(
-      sorted_scores, sorted_valid, inputs.segments
+    lse = _segments.segment_logcumsumexp(
+      sorted_scores, inputs.segments, where=sorted_valid, reverse=True
     )
   terms = jnp.where(sorted_valid, (sorted_scores - lse) * sorted_w, 0.0)
   if inputs.segments is None:
@@ -1125,19 +1124,14 @@ def listmle_loss(
     )
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
-
-def _segment_reverse_logsumexp(x, valid, segments):
-  """For each position k: logsumexp of valid x_j, j >= k, in k's segment."""
-  n = x.shape[-1]
-  later = jnp.triu(jnp.ones((n, n), dtype=bool))
-  mask = later & _segments.same_segment_mask(segments) & valid[..., None, :]
-  pairs = jnp.broadcast_to(x[..., None, :], mask.shape)
-  peak = jnp.max(jnp.where(mask, pairs, -jnp.inf), axis=-1)
-  peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
-  total = jnp.sum(
-    jnp.where(mask, jnp.exp(pairs - peak[..., None]), 0.0), axis=-1
-  )
-  return peak + jnp.log(jnp.where(total > 0, total, 1.0))
+  # For each position: logsumexp of the valid scores placed at or after it
+  # (in its segment).
+  if inputs.segments is None:
+    lse = _utils.logcumsumexp(sorted_scores, where=sorted_valid, reverse=True)
+  else:
+    lse = _segments.segment_logcumsumexp(
+      sorted_scores, inputs.segments, where=sorted_valid, reverse=True
+    )
 
 
 @_ranking_loss()
