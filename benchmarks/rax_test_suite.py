@@ -20,7 +20,7 @@ run; t5rank's doctests run in its own suite.
 It prints passed / failed / errors per module, then every failure grouped by
 cause. Causes already understood are listed in ``KNOWN_CAUSES`` (a departure
 t5rank pins, a Rax-private helper the test calls, a Rax test that breaks on
-the installed jax, a last-ulp difference under exact equality); a failure
+the installed jax, a last-ulp difference under an exact check); a failure
 that matches none is grouped by its error line as "unexplained", and the exit
 status is 1 when there is any. A known cause whose tests now pass is
 reported, so the table stays true. ``--against=rax`` runs the same tests on
@@ -38,7 +38,6 @@ import collections
 import dataclasses
 import importlib
 import importlib.abc
-import os
 import pathlib
 import re
 import sys
@@ -203,7 +202,8 @@ class _Collector:
 
 
 def _module_of(nodeid: str) -> str:
-  return re.search(r"(\w+)_test\.py", nodeid).group(1)
+  found = re.search(r"(\w+)_test\.py", nodeid)
+  return found.group(1) if found else f"(collecting {nodeid or 'the session'})"
 
 
 def _test_id(nodeid: str) -> str:
@@ -258,7 +258,10 @@ def run(rax_path: pathlib.Path, modules, against: str, verbose: bool) -> int:
   counts = collections.defaultdict(collections.Counter)
   for nodeid, outcome in collector.outcomes.items():
     counts[_module_of(nodeid)][outcome] += 1
-  header = f"{'module':<15}{'passed':>8}{'failed':>8}{'errors':>8}"
+  # Errors outside the test files (collection) get their own rows.
+  modules = list(modules) + sorted(set(counts) - set(modules))
+  width = max(15, *(len(m) + 1 for m in modules))
+  header = f"{'module':<{width}}{'passed':>8}{'failed':>8}{'errors':>8}"
   header += f"{'skipped':>9}"
   print(f"\nRax's tests from {rax_path} on {against}")
   print(header)
@@ -267,10 +270,11 @@ def run(rax_path: pathlib.Path, modules, against: str, verbose: bool) -> int:
     c = counts[m]
     total.update(c)
     print(
-      f"{m:<15}{c['passed']:>8}{c['failed']:>8}{c['error']:>8}{c['skipped']:>9}"
+      f"{m:<{width}}{c['passed']:>8}{c['failed']:>8}{c['error']:>8}"
+      f"{c['skipped']:>9}"
     )
   print(
-    f"{'total':<15}{total['passed']:>8}{total['failed']:>8}"
+    f"{'total':<{width}}{total['passed']:>8}{total['failed']:>8}"
     f"{total['error']:>8}{total['skipped']:>9}"
   )
 
@@ -350,7 +354,6 @@ def main(argv=None) -> int:
   unknown = sorted(set(modules) - set(MODULES))
   if unknown:
     parser.error(f"--modules={args.modules}: unknown {unknown}")
-  os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
   return run(args.rax_path.resolve(), modules, args.against, args.verbose)
 
 
