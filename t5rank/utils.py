@@ -4,7 +4,9 @@ Code written against ``rax.utils`` runs unchanged with ``t5rank.utils``: the
 names, argument names, positional parameters and output shapes are Rax's
 (``compute_pairs`` returns ``[..., n * n]``). The implementations are those
 every t5rank loss and metric uses (``t5rank.ranking._utils``,
-``_sorting``), so ranks here and in the metrics always agree.
+``_sorting``), so ranks here and in the metrics always agree;
+``pairwise_loss``, Rax's generic pairwise loss, is
+``t5rank.ranking.losses.pairwise_loss``.
 
 >>> import jax.numpy as jnp
 >>> from t5rank import utils
@@ -31,6 +33,7 @@ from t5rank.ranking._utils import cutoff
 from t5rank.ranking._utils import logcumsumexp
 from t5rank.ranking._utils import normalize_probabilities
 from t5rank.ranking._utils import safe_reduce
+from t5rank.ranking.losses import pairwise_loss
 
 Array = types.Array
 
@@ -62,6 +65,7 @@ __all__ = [
   "cutoff",
   "logcumsumexp",
   "normalize_probabilities",
+  "pairwise_loss",
   "ranks",
   "safe_reduce",
   "sort_by",

@@ -419,6 +419,81 @@ def _pairwise(
   return _to_output_dtype(out, inputs)
 
 
+def pairwise_loss(
+  scores: Array,
+  labels: Array,
+  *,
+  pair_loss_fn: Callable[[Array, Array], tuple[Array, Array]],
+  lambdaweight_fn: LambdaweightFn | None = None,
+  where: Array | None = None,
+  segments: Array | None = None,
+  weights: Array | None = None,
+  reduce_fn: ReduceFn | None = jnp.mean,
+) -> Array:
+  r"""A pairwise loss from a function of score and label differences.
+
+  Rax's generic ``rax.utils.pairwise_loss``: ``pair_loss_fn(scores_diff,
+  labels_diff)`` gets :math:`s_i - s_j` and :math:`y_i - y_j` for every pair,
+  flattened to ``[..., n * n]`` (pair ``(i, j)`` at ``i * n + j``), and
+  returns ``(pair_losses, valid_pairs)``. Pairs with a masked item or across
+  segments are dropped; each pair's loss is multiplied by ``weights[i]`` and
+  by ``lambdaweight_fn(scores, labels, where=, segments=, weights=)``; the
+  result is :func:`t5rank.utils.safe_reduce` over the valid pairs (``None``
+  returns the ``[..., n * n]`` pair losses, invalid pairs 0). Masked scores
+  are replaced by 0 first, so ``NaN`` or ``inf`` there reaches neither the
+  value nor the gradient. The named pairwise losses give the same values
+  through a fused path that never builds the pair arrays.
+
+  >>> hinge = lambda ds, dy: (jax.nn.relu(1.0 - ds), dy > 0)
+  >>> scores, labels = jnp.array([2., 1., 3.]), jnp.array([1., 0., 0.])
+  >>> print(pairwise_loss(scores, labels, pair_loss_fn=hinge))
+  1.0
+  >>> print(pairwise_hinge_loss(scores, labels))
+  1.0
+
+  Args:
+    scores: ``[..., list_size]`` scores.
+    labels: ``[..., list_size]`` labels.
+    pair_loss_fn: ``(scores_diff, labels_diff) -> (pair_losses,
+      valid_pairs)`` on ``[..., n * n]`` arrays.
+    lambdaweight_fn: Optional lambda weights, ``[..., n * n]``.
+    where: Optional boolean mask of valid items.
+    segments: Optional segment ids; only pairs within a segment count.
+    weights: Optional per-item weights (the pair's first item's).
+    reduce_fn: ``jnp.mean``, ``jnp.sum``, None or any ``reduce_fn(a,
+      where=)``.
+
+  Returns:
+    The loss.
+  """
+  scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+  n = scores.shape[-1]
+  if where is not None:
+    where = jnp.asarray(where).astype(bool)
+    scores = jnp.where(where, scores, jnp.zeros_like(scores))
+  flat = lambda pairs: pairs.reshape(pairs.shape[:-2] + (n * n,))
+  pair_losses, valid_pairs = pair_loss_fn(
+    flat(_utils.compute_pairs(scores, jnp.subtract)),
+    flat(_utils.compute_pairs(labels, jnp.subtract)),
+  )
+  valid_pairs = jnp.asarray(valid_pairs).astype(bool)
+  if where is not None:
+    valid_pairs = valid_pairs & flat(
+      _utils.compute_pairs(where, jnp.logical_and)
+    )
+  if segments is not None:
+    valid_pairs = valid_pairs & flat(
+      _segments.same_segment_mask(jnp.asarray(segments))
+    )
+  if weights is not None:
+    pair_losses = pair_losses * jnp.repeat(jnp.asarray(weights), n, axis=-1)
+  if lambdaweight_fn is not None:
+    pair_losses = pair_losses * lambdaweight_fn(
+      scores, labels, where=where, segments=segments, weights=weights
+    )
+  return _utils.safe_reduce(pair_losses, where=valid_pairs, reduce_fn=reduce_fn)
+
+
 _PAIRWISE_ARGS = """
   Only pairs of valid items with ``y_i > y_j`` (in the same segment) count.
   Each pair's loss is multiplied by the weight of its first (more relevant)
@@ -1105,14 +1180,13 @@ def listmle_loss(
   sorted_scores, sorted_valid, sorted_w = _sorting.sort_by(
     y, [s, valid, w], where=valid, segments=inputs.segments, key=key
   )
+  # For each position: logsumexp of the valid scores placed at or after it
+  # (in its segment).
   if inputs.segments is None:
-    # Masked items sort last, so the reverse accumulation meets them first
-    # and -inf there adds nothing.
-    masked = jnp.where(sorted_valid, sorted_scores, -jnp.inf)
-    lse = lax.cumlogsumexp(masked, axis=masked.ndim - 1, reverse=True)
+    lse = _utils.logcumsumexp(sorted_scores, where=sorted_valid, reverse=True)
   else:
-    lse = _segment_reverse_logsumexp(
-      sorted_scores, sorted_valid, inputs.segments
+    lse = _segments.segment_logcumsumexp(
+      sorted_scores, inputs.segments, where=sorted_valid, reverse=True
     )
   terms = jnp.where(sorted_valid, (sorted_scores - lse) * sorted_w, 0.0)
   if inputs.segments is None:
@@ -1125,19 +1199,14 @@ def listmle_loss(
     )
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
 
-
-def _segment_reverse_logsumexp(x, valid, segments):
-  """For each position k: logsumexp of valid x_j, j >= k, in k's segment."""
-  n = x.shape[-1]
-  later = jnp.triu(jnp.ones((n, n), dtype=bool))
-  mask = later & _segments.same_segment_mask(segments) & valid[..., None, :]
-  pairs = jnp.broadcast_to(x[..., None, :], mask.shape)
-  peak = jnp.max(jnp.where(mask, pairs, -jnp.inf), axis=-1)
-  peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
-  total = jnp.sum(
-    jnp.where(mask, jnp.exp(pairs - peak[..., None]), 0.0), axis=-1
-  )
-  return peak + jnp.log(jnp.where(total > 0, total, 1.0))
+  # For each position: logsumexp of the valid scores placed at or after it
+  # (in its segment).
+  if inputs.segments is None:
+    lse = _utils.logcumsumexp(sorted_scores, where=sorted_valid, reverse=True)
+  else:
+    lse = _segments.segment_logcumsumexp(
+      sorted_scores, inputs.segments, where=sorted_valid, reverse=True
+    )
 
 
 @_ranking_loss()

@@ -130,6 +130,71 @@ def test_pairwise_lambdaweights_match_rax(name, lambdaweight, extra):
   )
 
 
+def _logistic_pairs(scores_diff, labels_diff):
+  return jax.nn.softplus(-scores_diff), labels_diff > 0
+
+
+def _hinge_pairs(scores_diff, labels_diff):
+  return jax.nn.relu(1.0 - scores_diff), labels_diff > 0
+
+
+@pytest.mark.parametrize("lambdaweight", [None, "dcg_lambdaweight"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pairwise_loss_with_a_pair_function_matches_rax(case, lambdaweight):
+  data = _inputs(seed=7)
+  kwargs = dict(CASES[case](data), pair_loss_fn=_logistic_pairs)
+  ours, theirs = dict(kwargs), dict(kwargs)
+  if lambdaweight is not None:
+    ours["lambdaweight_fn"] = getattr(lambdaweights, lambdaweight)
+    theirs["lambdaweight_fn"] = getattr(rax, lambdaweight)
+  value, grad = _value_and_grad(
+    losses.pairwise_loss, data["scores"], data["labels"], **ours
+  )
+  expected, expected_grad = _value_and_grad(
+    rax.utils.pairwise_loss, data["scores"], data["labels"], **theirs
+  )
+  np.testing.assert_allclose(value, expected, **TOL)
+  np.testing.assert_allclose(grad, expected_grad, **TOL)
+
+
+@pytest.mark.parametrize("reduce_fn", [jnp.mean, jnp.sum])
+def test_pairwise_loss_with_the_hinge_pair_function_is_pairwise_hinge_loss(
+  reduce_fn,
+):
+  data = _inputs(seed=8)
+  kwargs = dict(
+    where=data["where"],
+    segments=data["segments"],
+    weights=data["weights"],
+    lambdaweight_fn=lambdaweights.dcg_lambdaweight,
+    reduce_fn=reduce_fn,
+  )
+  value, grad = _value_and_grad(
+    functools.partial(losses.pairwise_loss, pair_loss_fn=_hinge_pairs),
+    data["scores"],
+    data["labels"],
+    **kwargs,
+  )
+  expected, expected_grad = _value_and_grad(
+    losses.pairwise_hinge_loss, data["scores"], data["labels"], **kwargs
+  )
+  np.testing.assert_allclose(value, expected, **TOL)
+  np.testing.assert_allclose(grad, expected_grad, **TOL)
+
+
+def test_pairwise_loss_ignores_nan_and_inf_scores_of_masked_items():
+  scores = jnp.array([[1.0, jnp.nan, 0.5, jnp.inf, -jnp.inf]])
+  labels = jnp.array([[1.0, 0.0, 0.0, 1.0, 0.0]])
+  where = jnp.array([[True, False, True, False, False]])
+  loss = functools.partial(
+    losses.pairwise_loss, pair_loss_fn=_logistic_pairs, where=where
+  )
+  value, grad = _value_and_grad(loss, scores, labels)
+  np.testing.assert_allclose(value, jax.nn.softplus(-0.5), **TOL)
+  assert np.all(np.isfinite(grad)), grad
+  np.testing.assert_array_equal(grad[~np.asarray(where)], 0.0)
+
+
 def test_rax_lambdaweight_functions_plug_into_our_losses():
   data = _inputs(seed=4)
   fn = functools.partial(rax.dcg_lambdaweight, normalize=True, topn=3)

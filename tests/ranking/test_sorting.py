@@ -8,45 +8,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import random_lists
 
 from t5rank.ranking import _sorting
 
 rax_utils = pytest.importorskip("rax._src.utils")
 
 
-def _random_lists(seed, batch=3, n=9, ties=True, with_inf=True):
-  rng = np.random.default_rng(seed)
-  if ties:
-    scores = rng.integers(-3, 4, (batch, n)).astype(np.float32)
-  else:
-    scores = rng.normal(size=(batch, n)).astype(np.float32)
-  if with_inf:
-    scores[rng.random((batch, n)) < 0.1] = -np.inf
-  where = rng.random((batch, n)) > 0.3
-  segments = rng.integers(0, 3, (batch, n))
-  return jnp.asarray(scores), jnp.asarray(where), jnp.asarray(segments)
-
-
-def _assert_equal_on(a, b, mask):
-  np.testing.assert_array_equal(np.where(mask, a, 0), np.where(mask, b, 0))
-
-
 @pytest.mark.parametrize("n", [1, 2, 9, 64, 200])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ranks_match_rax_on_valid_items(n, seed):
-  scores, where, segments = _random_lists(seed, n=n)
+  scores, where, segments = random_lists.random_lists(seed, n=n)
   ranks = jax.jit(_sorting.ranks)
-  _assert_equal_on(ranks(scores), rax_utils.ranks(scores), True)
-  _assert_equal_on(
+  random_lists.assert_equal_on(ranks(scores), rax_utils.ranks(scores), True)
+  random_lists.assert_equal_on(
     ranks(scores, where=where), rax_utils.ranks(scores, where=where), where
   )
-  _assert_equal_on(
+  random_lists.assert_equal_on(
     _sorting.ranks(scores, where=where, segments=segments),
     rax_utils.ranks(scores, where=where, segments=segments),
     where,
   )
   key = jax.random.PRNGKey(seed)
-  _assert_equal_on(
+  random_lists.assert_equal_on(
     _sorting.ranks(scores, where=where, key=key),
     rax_utils.ranks(scores, where=where, key=key),
     where,
@@ -107,14 +91,14 @@ def test_ranks_work_on_any_axis_and_under_vmap():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sort_by_matches_rax_on_valid_prefix(seed):
-  scores, where, segments = _random_lists(seed)
+  scores, where, segments = random_lists.random_lists(seed)
   values = scores * 2
   n_valid = np.sum(np.asarray(where), axis=-1, keepdims=True)
   prefix = np.arange(scores.shape[-1]) < n_valid
   ours = _sorting.sort_by(scores, [values, segments], where=where)
   theirs = rax_utils.sort_by(scores, [values, segments], where=where)
   for a, b in zip(ours, theirs):
-    _assert_equal_on(a, b, prefix)
+    random_lists.assert_equal_on(a, b, prefix)
   ours = _sorting.sort_by(scores, [values], segments=segments)
   theirs = rax_utils.sort_by(scores, [values], segments=segments)
   np.testing.assert_array_equal(ours[0], theirs[0])

@@ -6,33 +6,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import random_lists
 
 from t5rank.ranking import _utils
 
 rax_utils = pytest.importorskip("rax._src.utils")
 
 
-def _random_lists(seed, batch=3, n=9, ties=True, with_inf=True):
-  rng = np.random.default_rng(seed)
-  if ties:
-    scores = rng.integers(-3, 4, (batch, n)).astype(np.float32)
-  else:
-    scores = rng.normal(size=(batch, n)).astype(np.float32)
-  if with_inf:
-    scores[rng.random((batch, n)) < 0.1] = -np.inf
-  where = rng.random((batch, n)) > 0.3
-  segments = rng.integers(0, 3, (batch, n))
-  return jnp.asarray(scores), jnp.asarray(where), jnp.asarray(segments)
-
-
-def _assert_equal_on(a, b, mask):
-  np.testing.assert_array_equal(np.where(mask, a, 0), np.where(mask, b, 0))
-
-
 @pytest.mark.parametrize("n_cut", [None, 0, 1, 3, 20])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cutoff_and_approx_cutoff_match_rax(n_cut, seed):
-  scores, where, segments = _random_lists(seed, with_inf=False)
+  scores, where, segments = random_lists.random_lists(seed, with_inf=False)
   np.testing.assert_array_equal(
     _utils.cutoff(scores, n_cut, where=where),
     rax_utils.cutoff(scores, n_cut, where=where),
@@ -60,7 +44,7 @@ def test_cutoff_rejects_a_negative_n():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_approx_ranks_match_rax(seed):
-  scores, where, segments = _random_lists(seed, with_inf=False)
+  scores, where, segments = random_lists.random_lists(seed, with_inf=False)
   np.testing.assert_allclose(
     _utils.approx_ranks(scores, where=where, segments=segments),
     rax_utils.approx_ranks(scores, where=where, segments=segments),
@@ -79,14 +63,14 @@ def test_approx_ranks_gradient_is_finite_with_inf_and_nan_on_masked_items():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_normalize_probabilities_matches_rax_on_valid_items(seed):
-  scores, where, segments = _random_lists(seed, with_inf=False)
+  scores, where, segments = random_lists.random_lists(seed, with_inf=False)
   values = jnp.abs(scores)
-  _assert_equal_on(
+  random_lists.assert_equal_on(
     np.round(_utils.normalize_probabilities(values, where), 6),
     np.round(rax_utils.normalize_probabilities(values, where=where), 6),
     where,
   )
-  _assert_equal_on(
+  random_lists.assert_equal_on(
     np.round(
       _utils.normalize_probabilities(values, where, segments=segments), 6
     ),
@@ -107,7 +91,7 @@ def test_normalize_probabilities_is_uniform_over_valid_items_when_all_zero():
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_logcumsumexp_matches_rax(reverse):
-  scores, where, _ = _random_lists(3, with_inf=False)
+  scores, where, _ = random_lists.random_lists(3, with_inf=False)
   np.testing.assert_allclose(
     _utils.logcumsumexp(scores, where=where, reverse=reverse),
     rax_utils.logcumsumexp(scores, where=where, reverse=reverse),
