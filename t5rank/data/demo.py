@@ -89,8 +89,8 @@ import random
 import re
 
 import numpy as np
-import seqio
 import sentencepiece as spm
+import seqio
 
 from t5rank.data import formats
 from t5rank.data import msmarco

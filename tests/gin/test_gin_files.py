@@ -33,8 +33,8 @@ from t5x import utils as t5x_utils
 
 import gin
 from t5rank import main
-import t5rank.models
 from t5rank.data import demo
+import t5rank.models
 
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
