@@ -126,7 +126,7 @@ def test_dev_asks_about_place_fact_pairs_no_training_query_asks_about(corpus):
 
 def test_main_writes_the_files(tmp_path, capsys):
   demo.main(["--out", str(tmp_path)])
-  assert sorted(os.listdir(tmp_path)) == sorted(_NAMES)
+  assert sorted(os.listdir(tmp_path)) == sorted([*_NAMES, demo.VOCABULARY_FILE])
   assert "collection.tsv" in capsys.readouterr().out
 
 
@@ -138,7 +138,7 @@ def test_vocabulary_reads_the_demo_as_words_with_t5_special_ids(corpus):
   ids = [vocab.encode(t) for t in texts]
   assert [vocab.decode(i) for i in ids] == texts  # lossless
   assert all(vocab.unk_id not in i for i in ids)
-  # Query words are single pieces: the model sees words, not bytes.
+  # Common words are single pieces: the model sees words, not bytes.
   assert len(vocab.encode("what is the capital of")) == 5
   # Most passages are a quarter of their length in bytes or less.
   ratios = sorted(len(i) / len(t) for i, t in zip(ids, texts))
