@@ -55,10 +55,19 @@ _UNSET_MACRO = re.compile(r"No bindings specified for '([\w.]+)/gin\.macro'")
 
 DEMO_USAGE = f"""\
 usage: t5rank-demo [T5X train flags...]
+       t5rank-demo --compare=LOSS,LOSS,... [--seeds=0,1,2] [--eval_period=50]
+                   [--out=DIR] [T5X train flags...]
 
 Trains the tiny demo ranker of t5rank's gin file {DEMO_GIN_FILE} (a 2+2-layer
-T5 on bytes) on the corpus shipped with t5rank through T5X's train, then prints
-its validation ranking metrics next to those of a random ranking.
+T5 over the demo's own SentencePiece vocabulary) on the corpus shipped with
+t5rank through T5X's train, then prints its validation ranking metrics next to
+those of BM25's order of the same candidates and of a random order.
+
+--compare trains the demo once per loss file (gin/losses/LOSS.gin) and seed,
+evaluating every --eval_period steps, and writes DIR/curves.png (dev nDCG@10
+and MRR@10 against the step) and DIR/results.md (final metrics, mean and sd
+over seeds, and a paired t-test over queries against pointwise sigmoid);
+see t5rank.compare.
 
 Every flag is passed to T5X's train after --gin_file={DEMO_GIN_FILE}, so later
 gin files and bindings override the demo's, e.g.
@@ -339,6 +348,11 @@ def demo(argv: Sequence[str] | None = None) -> None:
     print(DEMO_USAGE, end="")
     return
   _require_t5x("t5rank-demo")
+  if any(a == "--compare" or a.startswith("--compare=") for a in args):
+    from t5rank import compare  # pylint: disable=g-import-not-at-top
+
+    compare.main(args)
+    return
   created = None
   if not any(a.startswith("--gin.MODEL_DIR=") for a in args):
     created = tempfile.mkdtemp(prefix="t5rank_demo_")
@@ -363,15 +377,51 @@ def _remove_if_empty(folder: str | None) -> None:
     os.rmdir(folder)
 
 
+def first_stage_metrics(task: str = DEMO_TASK) -> Mapping[str, float]:
+  """The demo's dev metrics of the first stage's own order (BM25's ranks).
+
+  The run file's ranks as scores, evaluated as the task's seqio metrics do
+  (`t5rank.data.metric_fns.evaluate` over the judged queries).
+  """
+  # pylint: disable=g-import-not-at-top
+  from t5rank.data import demo as demo_data
+  from t5rank.data import formats
+  from t5rank.data import metric_fns
+
+  # pylint: enable=g-import-not-at-top
+  if task != DEMO_TASK:
+    raise ValueError(f"first_stage_metrics: only {DEMO_TASK!r}, not {task!r}")
+  files = demo_data.DEMO_FILES.split("dev")
+  ranked = formats.read_run(os.path.join(demo_data.demo_dir(), files.run))
+  lists = metric_fns.query_lists_from_run(
+    {
+      q: {p: -float(r) for r, p in enumerate(pids)}
+      for q, pids in ranked.items()
+    }
+  )
+  qrels = formats.read_qrels(os.path.join(demo_data.demo_dir(), files.qrels))
+  return metric_fns.evaluate(lists, qrels)
+
+
 def demo_report(model_dir: str, task: str = DEMO_TASK) -> str:
-  """The last validation metrics of a demo run next to a random ranking's."""
+  """The last validation metrics of a demo run beside BM25's and random's.
+
+  Ends with one line saying whether the trained ranker beats BM25's order of
+  the same candidates on nDCG@10 and MRR@10.
+  """
   trained = dict(read_inference_metrics(model_dir, task)[-1])
-  random = random_ranking_metrics(task)
+  references = {
+    "BM25": first_stage_metrics(task),
+    "random": random_ranking_metrics(task),
+  }
   step = trained.pop("step")
+  header = f"  {'metric':<12}{'trained':>10}" + "".join(
+    f"{name:>10}" for name in references
+  )
   lines = [
     f"t5rank demo: `{task}` validation split after {step} training "
     f"steps (model_dir={model_dir})",
-    f"  {'metric':<12}{'trained':>10}{'random':>10}",
+    header,
   ]
   counts = []
   for name in sorted(trained):
@@ -379,9 +429,30 @@ def demo_report(model_dir: str, task: str = DEMO_TASK) -> str:
     if name.startswith("num_"):
       counts.append(f"{name}={int(value)}")
     elif isinstance(value, (int, float)):
-      rand = random.get(name)
-      rand = f"{rand:10.4f}" if rand is not None else f"{'-':>10}"
-      lines.append(f"  {name:<12}{value:10.4f}{rand}")
+      cells = [
+        f"{ref[name]:10.4f}" if name in ref else f"{'-':>10}"
+        for ref in references.values()
+      ]
+      lines.append(f"  {name:<12}{value:10.4f}" + "".join(cells))
   if counts:
     lines.append("  " + ", ".join(counts))
+  bm25 = references["BM25"]
+  verdicts = [
+    f"{name} {'+' if trained[name] >= bm25[name] else ''}"
+    f"{trained[name] - bm25[name]:.4f}"
+    for name in ("ndcg@10", "mrr@10")
+    if name in trained and name in bm25
+  ]
+  if len(verdicts) == 2:
+    beats = all(trained[n] > bm25[n] for n in ("ndcg@10", "mrr@10"))
+    lines.append(
+      (
+        "  The trained ranker beats"
+        if beats
+        else "  The trained ranker does not beat"
+      )
+      + " BM25's order of the same candidates ("
+      + ", ".join(verdicts)
+      + ")."
+    )
   return "\n".join(lines)

@@ -106,9 +106,9 @@ def _eval_qrels(data_dir: str | None, files, split: str = "validation"):
   )
 
 
-def _default_metric_fn(data_dir: str | None, files):
+def _default_metric_fn(data_dir: str | None, files, run_path=None):
   return common.metric_fns.make_ranking_metric_fn(
-    qrels=functools.partial(_eval_qrels, data_dir, files)
+    qrels=functools.partial(_eval_qrels, data_dir, files), run_path=run_path
   )
 
 
@@ -229,12 +229,17 @@ def register_t5rank_demo(
   template: str = preprocessors.DEFAULT_TEMPLATE,
   score_token=None,
   metric_fn: Callable | None = None,
+  run_path: str | None = None,
 ) -> str:
-  """Registers the demo task (demo corpus, ByteVocabulary); returns its name.
+  """Registers the demo task (demo corpus); returns its name.
 
   Options as `register_msmarco_passage_ranking`; ``list_size`` defaults to
-  8. The score token of ByteVocabulary is id 258
-  (byte 0xFF, never in UTF-8 text), `preprocessors.BYTE_SCORE_TOKEN_ID`.
+  8. The vocabulary defaults to ``seqio.ByteVocabulary()``, whose score token
+  is id 258 (byte 0xFF, never in UTF-8 text),
+  `preprocessors.BYTE_SCORE_TOKEN_ID`; the demo's gin files give the demo's
+  own SentencePiece vocabulary, `t5rank.data.demo.vocabulary()`.
+  ``run_path`` makes the default metric fn also write the validation scores
+  as a TREC run there at each evaluation (the last one stays).
   """
   from t5rank.data import demo  # pylint: disable=g-import-not-at-top
 
@@ -253,7 +258,8 @@ def register_t5rank_demo(
     vocabulary=vocabulary or seqio.ByteVocabulary(),
     template=template,
     score_token=score_token,
-    metric_fn=metric_fn or _default_metric_fn(demo.demo_dir(), demo.DEMO_FILES),
+    metric_fn=metric_fn
+    or _default_metric_fn(demo.demo_dir(), demo.DEMO_FILES, run_path),
     # Every demo query has judged passages and candidates: one list each.
     num_input_examples={
       "train": demo.NUM_TRAIN_QUERIES,

@@ -83,6 +83,8 @@ def test_console_script_runs_t5x_train_main_with_its_flags():
 
 def test_random_ranking_draws_log_skipped_recall_once(caplog):
   pytest.importorskip("seqio")
+  import t5rank.tasks  # noqa: F401  (registers t5rank_demo)
+
   caplog.set_level(logging.INFO)
   main.random_ranking_metrics(num_draws=3)
   skipped = [r for r in caplog.records if "skipped" in r.getMessage()]

@@ -36,10 +36,15 @@ FILES = {
 }
 DEPTH = 10
 TRAIN_STEPS = 150
-# The demo model with one encoder and one decoder layer, items cut to 128
-# bytes (as tests/e2e/test_demo_packed_train.py): it learns in 150 steps.
+# The demo model with one encoder and one decoder layer of width 64, lists of
+# 8 items of at most 64 pieces (as tests/e2e/test_demo_packed_train.py): it
+# learns in 150 steps.
 SHRINK = {
-  "INPUT_LENGTH": "128",
+  "INPUT_LENGTH": "64",
+  "LIST_SIZE": "8",
+  "network.T5Config.emb_dim": "64",
+  "network.T5Config.head_dim": "16",
+  "network.T5Config.mlp_dim": "256",
   "network.T5Config.num_encoder_layers": "1",
   "network.T5Config.num_decoder_layers": "1",
 }

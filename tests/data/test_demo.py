@@ -48,8 +48,9 @@ def test_regenerating_the_corpus_gives_the_shipped_files_byte_for_byte(
   tmp_path,
 ):
   paths = demo.write(tmp_path)
-  assert sorted(os.path.basename(p) for p in paths) == sorted(_NAMES)
-  for name in _NAMES:
+  names = [*_NAMES, demo.VOCABULARY_FILE]
+  assert sorted(os.path.basename(p) for p in paths) == sorted(names)
+  for name in names:
     with (
       open(os.path.join(demo.demo_dir(), name), "rb") as shipped,
       open(tmp_path / name, "rb") as fresh,
@@ -58,7 +59,8 @@ def test_regenerating_the_corpus_gives_the_shipped_files_byte_for_byte(
 
 
 def test_shipped_files_are_small_and_named_as_demo_files():
-  total = sum(os.path.getsize(os.path.join(demo.demo_dir(), n)) for n in _NAMES)
+  names = [*_NAMES, demo.VOCABULARY_FILE]
+  total = sum(os.path.getsize(os.path.join(demo.demo_dir(), n)) for n in names)
   assert total < 2 * 1024 * 1024
   files = demo.DEMO_FILES
   named = {files.collection} | {
@@ -124,5 +126,22 @@ def test_dev_asks_about_place_fact_pairs_no_training_query_asks_about(corpus):
 
 def test_main_writes_the_files(tmp_path, capsys):
   demo.main(["--out", str(tmp_path)])
-  assert sorted(os.listdir(tmp_path)) == sorted(_NAMES)
+  assert sorted(os.listdir(tmp_path)) == sorted([*_NAMES, demo.VOCABULARY_FILE])
   assert "collection.tsv" in capsys.readouterr().out
+
+
+def test_vocabulary_reads_the_demo_as_words_with_t5_special_ids(corpus):
+  vocab = demo.vocabulary()
+  assert vocab.vocab_size == demo.VOCABULARY_PIECES + demo.EXTRA_IDS
+  assert (vocab.pad_id, vocab.eos_id, vocab.unk_id) == (0, 1, 2)
+  texts = list(corpus["collection"].values())
+  ids = [vocab.encode(t) for t in texts]
+  assert [vocab.decode(i) for i in ids] == texts  # lossless
+  assert all(vocab.unk_id not in i for i in ids)
+  # Common words are single pieces: the model sees words, not bytes.
+  assert len(vocab.encode("what is the capital of")) == 5
+  # Most passages are a quarter of their length in bytes or less.
+  ratios = sorted(len(i) / len(t) for i, t in zip(ids, texts))
+  assert ratios[len(ratios) // 2] < 0.3
+  # RankT5's score token is a sentinel, as with T5's vocabulary.
+  assert vocab.decode([vocab.vocab_size - 1 - 10]) == "<extra_id_10>"

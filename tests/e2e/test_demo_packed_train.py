@@ -39,7 +39,11 @@ SHORT = {
   "EVAL_PERIOD": str(STEPS),
   "utils.SaveCheckpointConfig.period": str(STEPS),
   "train.stats_period": "50",
-  "INPUT_LENGTH": "128",
+  "INPUT_LENGTH": "64",
+  "LIST_SIZE": "8",
+  "network.T5Config.emb_dim": "64",
+  "network.T5Config.head_dim": "16",
+  "network.T5Config.mlp_dim": "256",
   "network.T5Config.num_encoder_layers": "1",
   "network.T5Config.num_decoder_layers": "1",
 }

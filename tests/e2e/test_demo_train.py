@@ -1,7 +1,7 @@
 """End to end: the demo gin trains through T5X's train, resumes and evaluates.
 
 Runs `t5rank.main.train` / `evaluate` (T5X's own mains) in subprocesses on a
-shrunken demo (1 + 1 layers, lists of 4 items of 64 bytes, 2 lists a batch):
+shrunken demo (1 + 1 layers, lists of 4 items of 64 pieces, 2 lists a batch):
 
 1. train 3 steps: a checkpoint at step 3, per-step losses in TensorBoard and
    the seqio ranking metrics of the validation split at step 3;

@@ -33,6 +33,7 @@ from t5x import utils as t5x_utils
 
 import gin
 from t5rank import main
+from t5rank.data import demo
 import t5rank.models
 
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -400,7 +401,7 @@ def test_rerank_file_binds_model_checkpoint_and_packing(head):
   assert config.pack is False and config.input_length == 256
 
 
-def test_demo_files_bind_tiny_byte_model():
+def test_demo_files_bind_tiny_model_over_the_demo_vocabulary():
   with _gin_scope():
     train_args = _train_args(["demo/train.gin"], ["MODEL_DIR = '/tmp/unused'"])
   with _gin_scope():
@@ -415,7 +416,9 @@ def test_demo_files_bind_tiny_byte_model():
     model_only = _macros(["demo/model.gin"], ["MODEL"])["MODEL"]
   for model in (train_args["model"], eval_args["model"], model_only):
     assert isinstance(model, t5rank.models.RankingEncDecModel)
-    assert isinstance(model.input_vocabulary, seqio.ByteVocabulary)
+    assert model.input_vocabulary == demo.vocabulary()
+    assert model.output_vocabulary == demo.vocabulary()
+    assert model.module.config.vocab_size >= demo.vocabulary().vocab_size
     assert model.module.config.num_encoder_layers <= 2
   assert train_args["train_dataset_cfg"].mixture_or_task_name == "t5rank_demo"
   assert eval_args["dataset_cfg"].mixture_or_task_name == "t5rank_demo"
