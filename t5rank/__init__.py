@@ -31,6 +31,7 @@ from t5rank.ranking.losses import listnet_loss
 from t5rank.ranking.losses import margin_mse_loss
 from t5rank.ranking.losses import pairwise_hinge_loss
 from t5rank.ranking.losses import pairwise_logistic_loss
+from t5rank.ranking.losses import pairwise_loss
 from t5rank.ranking.losses import pairwise_mse_loss
 from t5rank.ranking.losses import pairwise_qr_loss
 from t5rank.ranking.losses import pairwise_soft_zero_one_loss
@@ -72,6 +73,7 @@ __all__ = [
   "margin_mse_loss",
   "pairwise_hinge_loss",
   "pairwise_logistic_loss",
+  "pairwise_loss",
   "pairwise_mse_loss",
   "pairwise_qr_loss",
   "pairwise_soft_zero_one_loss",
