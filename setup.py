@@ -39,12 +39,16 @@ _T5X = [
   "safetensors>=0.4",
 ]
 
+# `t5rank-demo --compare`: the picture, per-query metrics and paired tests.
+_COMPARE = ["matplotlib>=3.7", "ir-measures>=0.3.1", "scipy>=1.10"]
+
 _TEST = [
   "pytest>=8",
   "pytest-xdist>=3.5",
   "hypothesis>=6.100",
   "pytrec-eval-terrier>=0.5.6",
   "ir-measures>=0.3.1",
+  "matplotlib>=3.7",
   "rax==0.4.0",
   "ruff==0.17.6",
   # Hugging Face's T5 as an oracle for converted checkpoints (those tests skip
@@ -81,6 +85,7 @@ setuptools.setup(
   extras_require={
     "data": _DATA,
     "t5x": _DATA + _T5X,
+    "compare": _COMPARE,
     "test": _TEST,
   },
   entry_points={
