@@ -212,7 +212,7 @@ def results_table(
   ...   "seeds": 2}, "mrr@10": {"mean": .6, "sd": .02, "seeds": 2}}}))
   | dev, 2 seeds | nDCG@10 | MRR@10 | nDCG@10 vs sigmoid (p) | MRR@10 vs sigmoid (p) |
   |---|---|---|---|---|
-  | sigmoid (pointwise) | 0.500 ± 0.010 | 0.600 ± 0.020 | | |
+  | sigmoid (pointwise) | 0.500 ± 0.010 | 0.600 ± 0.020 |  |  |
   """
   seeds = max(
     row["seeds"] for rows in summary.values() for row in rows.values()
@@ -234,7 +234,7 @@ def results_table(
   for name, values in dict(references).items():
     cells = [name] + [f"{values[m]:.3f}" for m in METRICS] + ["", ""]
     lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines).replace("|  |", "| |")
+  return "\n".join(lines)
 
 
 def plot_curves(

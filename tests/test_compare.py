@@ -164,6 +164,13 @@ def test_unknown_loss_and_bad_seeds_are_one_clear_error():
     compare.main(["--compare=softmax", "--seeds=a,b"])
 
 
+def test_module_doctests_pass():
+  import doctest  # pylint: disable=g-import-not-at-top
+
+  result = doctest.testmod(compare)
+  assert result.attempted and not result.failed
+
+
 def test_train_args_select_loss_seed_and_evaluation():
   args = compare.train_args("listmle", 3, "/m", 25, ["--gin.TRAIN_STEPS=100"])
   assert "--gin_file=losses/listmle.gin" in args

@@ -41,7 +41,7 @@ def format_seconds(seconds: float) -> str:
   """Seconds as minutes and seconds, or hours and minutes when long.
 
   >>> format_seconds(66.2), format_seconds(7300), format_seconds(4)
-  ('1m 06s', '2h 02m', '0m 04s')
+  ('1m 06s', '2h 01m', '0m 04s')
   """
   seconds = max(0, int(round(seconds)))
   if seconds >= 3600:

@@ -62,3 +62,10 @@ def test_missing_metrics_leave_their_part_out():
 def test_total_steps_must_be_a_positive_int(total):
   with pytest.raises(ValueError, match="total_steps"):
     progress.ReportProgress(total)
+
+
+def test_module_doctests_pass():
+  import doctest  # pylint: disable=g-import-not-at-top
+
+  result = doctest.testmod(progress)
+  assert result.attempted and not result.failed
