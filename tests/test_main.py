@@ -1,5 +1,6 @@
 """Tests of the console entry points in t5rank/main.py."""
 
+import json
 import logging
 import os
 import shutil
@@ -184,3 +185,28 @@ def test_eval_names_a_gin_file_checkpoint_t5x_cannot_restore(
     f"t5rank-eval: CHECKPOINT_PATH='{empty}' is not a T5X checkpoint: it has "
     "no 'state' folder."
   )
+
+
+def test_demo_report_puts_bm25_beside_the_ranker_and_says_who_wins(
+  tmp_path, monkeypatch
+):
+  pytest.importorskip("seqio")
+  folder = tmp_path / "inference_eval"
+  folder.mkdir()
+  record = {"step": 600, "ndcg@10": 0.7, "mrr@10": 0.74, "num_queries": 200}
+  (folder / "t5rank_demo-metrics.jsonl").write_text(json.dumps(record) + "\n")
+  monkeypatch.setattr(
+    main,
+    "random_ranking_metrics",
+    lambda task: {"ndcg@10": 0.15, "mrr@10": 0.2},
+  )
+  report = main.demo_report(str(tmp_path))
+  bm25 = main.first_stage_metrics()
+  assert bm25["mrr@10"] == pytest.approx(0.746, abs=1e-3)
+  assert "trained      BM25    random" in report
+  assert f"ndcg@10         0.7000    {bm25['ndcg@10']:.4f}    0.1500" in report
+  # MRR@10 0.74 is below BM25's 0.746: not a win.
+  assert report.splitlines()[-1].startswith(
+    "  The trained ranker does not beat BM25's order of the same candidates"
+  )
+  assert f"mrr@10 {0.74 - bm25['mrr@10']:.4f}" in report
