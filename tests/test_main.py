@@ -84,9 +84,14 @@ def test_console_script_runs_t5x_train_main_with_its_flags():
 
 def test_random_ranking_draws_log_skipped_recall_once(caplog):
   pytest.importorskip("seqio")
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+
+  absl_logging.set_verbosity(absl_logging.WARNING)  # As after parsing flags.
   import t5rank.tasks  # noqa: F401  (registers t5rank_demo)
 
-  caplog.set_level(logging.INFO)
+  # absl's logger, not the root's: parsing absl flags earlier in this process
+  # leaves it at absl's default verbosity (WARNING).
+  caplog.set_level(logging.INFO, logger="absl")
   main.random_ranking_metrics(num_draws=3)
   skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
   assert len(skipped) == 1
