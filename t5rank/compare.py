@@ -2,12 +2,14 @@
 
 Each (loss, seed) is one run of T5X's train on the demo (`gin/demo/train.gin`
 with `gin/losses/<loss>.gin`, `RANDOM_SEED=<seed>`) that evaluates on the dev
-queries every ``eval_period`` steps. The comparison then reads what T5X wrote:
+queries every ``eval_period`` steps (or on the tune split with
+``--eval_split=tune``, which is how settings are chosen: `t5rank.data.demo`).
+The comparison then reads what T5X wrote:
 
 * the learning curves: the seqio metrics of every evaluation
   (``inference_eval/t5rank_demo-metrics.jsonl``);
 * the final dev ranking of each run, written as a TREC run by the task's
-  metric fn (``dev.trec``), scored per query by ir_measures with the same
+  metric fn (``dev.trec``; ``tune.trec`` for the tune split), scored per query by ir_measures with the same
   definitions as the seqio metrics (nDCG@10 with gain ``2^y - 1`` and
   trec_eval's ideal over all judged passages; RR@10).
 
@@ -56,7 +58,6 @@ DEFAULT_LOSSES = (
 BASELINE = "sigmoid"
 METRICS = ("ndcg@10", "mrr@10")
 TASK = "t5rank_demo"
-RUN_FILE = "dev.trec"
 
 _LABELS = {
   "softmax": "softmax (listwise)",
@@ -90,12 +91,18 @@ class Run:
     return self.curves[metric][-1]
 
 
+def run_file(eval_split: str = "dev") -> str:
+  """The name of the TREC run a run's evaluations write into its folder."""
+  return f"{eval_split}.trec"
+
+
 def train_args(
   loss: str,
   seed: int,
   model_dir: str,
   eval_period: int,
   extra: Sequence[str] = (),
+  eval_split: str = "dev",
 ) -> list[str]:
   """T5X train flags of one run (before t5rank's gin folder is added).
 
@@ -108,7 +115,8 @@ def train_args(
     f"--gin.MODEL_DIR={model_dir!r}",
     f"--gin.RANDOM_SEED={seed}",
     f"--gin.EVAL_PERIOD={eval_period}",
-    f"--gin.EVAL_RUN_PATH={os.path.join(model_dir, RUN_FILE)!r}",
+    f"--gin.EVAL_SPLIT={eval_split!r}",
+    f"--gin.EVAL_RUN_PATH={os.path.join(model_dir, run_file(eval_split))!r}",
     *extra,
   ]
 
@@ -205,6 +213,7 @@ def results_table(
   summary: Mapping[str, Mapping[str, Mapping[str, float]]],
   references: Mapping[str, Mapping[str, float]] = (),
   baseline: str = BASELINE,
+  eval_split: str = "dev",
 ) -> str:
   """The summary as a Markdown table (losses in the order given).
 
@@ -218,7 +227,7 @@ def results_table(
     row["seeds"] for rows in summary.values() for row in rows.values()
   )
   lines = [
-    f"| dev, {seeds} seed{'s' if seeds != 1 else ''} | nDCG@10 | MRR@10 | "
+    f"| {eval_split}, {seeds} seed{'s' if seeds != 1 else ''} | nDCG@10 | MRR@10 | "
     f"nDCG@10 vs {baseline} (p) | MRR@10 vs {baseline} (p) |",
     "|---|---|---|---|---|",
   ]
@@ -241,6 +250,7 @@ def plot_curves(
   runs: Sequence[Run],
   path: str,
   references: Mapping[str, Mapping[str, float]] = (),
+  eval_split: str = "dev",
 ) -> None:
   """Writes the learning curves (mean over seeds, min-max band) as a PNG."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -275,12 +285,14 @@ def plot_curves(
     for (name, values), style in zip(dict(references).items(), styles):
       ax.axhline(values[metric], color="gray", ls=style, lw=1, label=name)
     ax.set_xlabel("training step")
-    ax.set_ylabel(f"dev {metric.replace('ndcg', 'nDCG').replace('mrr', 'MRR')}")
+    ax.set_ylabel(
+      f"{eval_split} {metric.replace('ndcg', 'nDCG').replace('mrr', 'MRR')}"
+    )
     ax.grid(alpha=0.3)
   np.atleast_1d(axes)[0].legend(loc="lower right", fontsize=8)
   seeds = len({r.seed for r in runs})
   fig.suptitle(
-    f"t5rank demo: dev metrics while training (mean of {seeds} seed"
+    f"t5rank demo: {eval_split} metrics while training (mean of {seeds} seed"
     f"{'s' if seeds != 1 else ''}, band: lowest to highest)"
   )
   fig.tight_layout()
@@ -288,11 +300,13 @@ def plot_curves(
   plt.close(fig)
 
 
-def reference_metrics() -> dict[str, Mapping[str, float]]:
-  """The dev metrics of BM25's order and of a random order (mean of draws).
+def reference_metrics(
+  eval_split: str = "dev",
+) -> dict[str, Mapping[str, float]]:
+  """The metrics of BM25's order and of a random order (mean of draws).
 
-  Both over the whole dev run (the BM25 top 30 of each query), as the demo
-  evaluates.
+  Both over the whole run of ``eval_split`` (the BM25 top 30 of each query),
+  as the demo evaluates.
   """
   # pylint: disable=g-import-not-at-top
   from t5rank import main
@@ -300,15 +314,20 @@ def reference_metrics() -> dict[str, Mapping[str, float]]:
   from t5rank.data import demo
 
   # pylint: enable=g-import-not-at-top
-  tasks.register_t5rank_demo(eval_list_size=demo.DEV_DEPTH)
-  return {
-    "BM25 (first stage)": main.first_stage_metrics(TASK),
-    "random order": main.random_ranking_metrics(TASK),
-  }
+  tasks.register_t5rank_demo(
+    eval_list_size=demo.DEV_DEPTH, validation_split=eval_split
+  )
+  try:
+    return {
+      "BM25 (first stage)": main.first_stage_metrics(TASK, eval_split),
+      "random order": main.random_ranking_metrics(TASK),
+    }
+  finally:
+    tasks.register_t5rank_demo(eval_list_size=demo.DEV_DEPTH)
 
 
-def _finished(model_dir: str, total_steps: int | None) -> bool:
-  if not os.path.exists(os.path.join(model_dir, RUN_FILE)):
+def _finished(model_dir: str, total_steps: int | None, eval_split: str) -> bool:
+  if not os.path.exists(os.path.join(model_dir, run_file(eval_split))):
     return False
   try:
     steps, _ = read_curves(model_dir)
@@ -332,12 +351,13 @@ def train_run(
   eval_period: int,
   extra: Sequence[str] = (),
   log_path: str | None = None,
+  eval_split: str = "dev",
 ) -> float:
   """Trains one run in a child process (T5X's flags are process-wide)."""
   from t5rank import main  # pylint: disable=g-import-not-at-top
 
   args = main.with_t5rank_gin_dir(
-    train_args(loss, seed, model_dir, eval_period, extra)
+    train_args(loss, seed, model_dir, eval_period, extra, eval_split)
   )
   os.makedirs(model_dir, exist_ok=True)
   log_path = log_path or os.path.join(model_dir, "train.log")
@@ -367,11 +387,14 @@ def compare(
   eval_period: int = 50,
   extra: Sequence[str] = (),
   log=print,
+  eval_split: str = "dev",
 ) -> dict:
   """Trains every (loss, seed), then writes curves.png, results.md/.json."""
   from t5rank.data import demo  # pylint: disable=g-import-not-at-top
 
-  qrels_path = os.path.join(demo.demo_dir(), demo.DEMO_FILES.split("dev").qrels)
+  qrels_path = os.path.join(
+    demo.demo_dir(), demo.DEMO_FILES.split(eval_split).qrels
+  )
   total_steps = _gin_int(extra, "TRAIN_STEPS")
   runs = []
   plan = [(loss, seed) for loss in losses for seed in seeds]
@@ -380,7 +403,7 @@ def compare(
   for i, (loss, seed) in enumerate(plan):
     model_dir = os.path.join(out_dir, loss, f"seed_{seed}")
     seconds = 0.0
-    if _finished(model_dir, total_steps):
+    if _finished(model_dir, total_steps, eval_split):
       log(f"[{i + 1}/{len(plan)}] {loss}, seed {seed}: done before, reused")
     else:
       left = ""
@@ -388,10 +411,14 @@ def compare(
         remaining = (len(plan) - i) * float(np.mean(trained_seconds))
         left = f" (about {_minutes(remaining)} left)"
       log(f"[{i + 1}/{len(plan)}] {loss}, seed {seed}: training{left}")
-      seconds = train_run(loss, seed, model_dir, eval_period, extra)
+      seconds = train_run(
+        loss, seed, model_dir, eval_period, extra, eval_split=eval_split
+      )
       trained_seconds.append(seconds)
     steps, curves = read_curves(model_dir)
-    per_query = per_query_metrics(os.path.join(model_dir, RUN_FILE), qrels_path)
+    per_query = per_query_metrics(
+      os.path.join(model_dir, run_file(eval_split)), qrels_path
+    )
     run = Run(loss, seed, steps, curves, per_query, seconds)
     runs.append(run)
     log(
@@ -399,10 +426,10 @@ def compare(
       + ", ".join(f"{m} {run.final(m):.3f}" for m in METRICS)
       + (f" ({_minutes(seconds)})" if seconds else "")
     )
-  references = reference_metrics()
+  references = reference_metrics(eval_split)
   summary = summarize(runs)
-  table = results_table(summary, references)
-  plot_curves(runs, os.path.join(out_dir, "curves.png"), references)
+  table = results_table(summary, references, eval_split=eval_split)
+  plot_curves(runs, os.path.join(out_dir, "curves.png"), references, eval_split)
   with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
     f.write(table + "\n")
   result = {
@@ -412,6 +439,7 @@ def compare(
     },
     "runs": [dataclasses.asdict(r) for r in runs],
     "seconds": time.time() - started,
+    "eval_split": eval_split,
   }
   with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=1)
@@ -438,6 +466,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--seeds", default="0,1,2", help="RANDOM_SEEDs")
   parser.add_argument("--eval_period", type=int, default=50)
   parser.add_argument("--out", default="t5rank_compare", help="output folder")
+  parser.add_argument(
+    "--eval_split",
+    choices=("dev", "tune"),
+    default="dev",
+    help="evaluate on dev (report) or on the tune split (choose settings)",
+  )
   args, extra = parser.parse_known_args(argv)
   losses = [x for x in args.compare.split(",") if x]
   from t5rank import main as main_lib  # pylint: disable=g-import-not-at-top
@@ -456,4 +490,11 @@ def main(argv: Sequence[str] | None = None) -> None:
       f"t5rank-demo --compare: --seeds={args.seeds!r} is not a "
       "comma-separated list of integers"
     ) from None
-  compare(losses, seeds, args.out, eval_period=args.eval_period, extra=extra)
+  compare(
+    losses,
+    seeds,
+    args.out,
+    eval_period=args.eval_period,
+    extra=extra,
+    eval_split=args.eval_split,
+  )

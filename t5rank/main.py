@@ -377,10 +377,13 @@ def _remove_if_empty(folder: str | None) -> None:
     os.rmdir(folder)
 
 
-def first_stage_metrics(task: str = DEMO_TASK) -> Mapping[str, float]:
-  """The demo's dev metrics of the first stage's own order (BM25's ranks).
+def first_stage_metrics(
+  task: str = DEMO_TASK, split: str = "dev"
+) -> Mapping[str, float]:
+  """The demo's metrics of the first stage's own order (BM25's ranks).
 
-  The run file's ranks as scores, evaluated as the task's seqio metrics do
+  The run file of the demo corpus's ``split`` ("dev" or "tune"), its ranks
+  as scores, evaluated as the task's seqio metrics do
   (`t5rank.data.metric_fns.evaluate` over the judged queries).
   """
   # pylint: disable=g-import-not-at-top
@@ -391,7 +394,7 @@ def first_stage_metrics(task: str = DEMO_TASK) -> Mapping[str, float]:
   # pylint: enable=g-import-not-at-top
   if task != DEMO_TASK:
     raise ValueError(f"first_stage_metrics: only {DEMO_TASK!r}, not {task!r}")
-  files = demo_data.DEMO_FILES.split("dev")
+  files = demo_data.DEMO_FILES.split(split)
   ranked = formats.read_run(os.path.join(demo_data.demo_dir(), files.run))
   lists = metric_fns.query_lists_from_run(
     {

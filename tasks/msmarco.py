@@ -87,7 +87,12 @@ def _resolve_data_dir(data_dir: str | None) -> str:
   return data_dir
 
 
-def _eval_qrels(data_dir: str | None, files, split: str = "validation"):
+def _eval_qrels(
+  data_dir: str | None,
+  files,
+  split: str = "validation",
+  file_splits: dict[str, str] | None = None,
+):
   """The qrels of ``split``, read when the metric fn runs (None: no qrels).
 
   The metric fns need them to know the judged queries, including those
@@ -96,8 +101,9 @@ def _eval_qrels(data_dir: str | None, files, split: str = "validation"):
   from t5rank.data import formats  # pylint: disable=g-import-not-at-top
   from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
 
+  file_splits = file_splits or _FILE_SPLITS
   split_files = (files or msmarco.MSMARCO_FILES).split(
-    _FILE_SPLITS.get(split, split)
+    file_splits.get(split, split)
   )
   if not split_files.qrels:
     return None
@@ -106,9 +112,37 @@ def _eval_qrels(data_dir: str | None, files, split: str = "validation"):
   )
 
 
-def _default_metric_fn(data_dir: str | None, files, run_path=None):
+def _default_metric_fn(
+  data_dir: str | None, files, run_path=None, file_splits=None
+):
   return common.metric_fns.make_ranking_metric_fn(
-    qrels=functools.partial(_eval_qrels, data_dir, files), run_path=run_path
+    qrels=functools.partial(
+      _eval_qrels, data_dir, files, file_splits=file_splits
+    ),
+    run_path=run_path,
+  )
+
+
+def _without_queries_of(lists, data_dir: str, files, split: str):
+  """``lists`` minus those whose query is in ``split``'s queries file."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  from t5rank.data import formats  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(data_dir, files.split(split).queries)
+  held_out = formats.read_queries(path)
+  kept = dropped = 0
+  for example in lists:
+    if example["query_id"] in held_out:
+      dropped += 1
+      continue
+    kept += 1
+    yield example
+  logging.info(
+    "training lists: %d kept, %d held out (the queries of %s)",
+    kept,
+    dropped,
+    path,
   )
 
 
@@ -122,9 +156,16 @@ def _passage_lists(
   default_list_size: int,
   files=None,
   eval_chunk_size: int | None = None,
+  file_splits: dict[str, str] | None = None,
+  held_out_split: str | None = None,
   **lists_kwargs,
 ):
-  """Lists of one seqio split (the data directory may come from the env)."""
+  """Lists of one seqio split (the data directory may come from the env).
+
+  ``file_splits`` maps seqio splits to the files' (None: train -> train,
+  validation -> dev); the training lists leave out the queries of the files'
+  ``held_out_split`` when one is given.
+  """
   from t5rank.data import msmarco  # pylint: disable=g-import-not-at-top
 
   data_dir = _resolve_data_dir(data_dir)
@@ -134,13 +175,16 @@ def _passage_lists(
     eval_list_size = list_size
   if files is not None:
     lists_kwargs["files"] = files
+  file_splits = file_splits or _FILE_SPLITS
   lists = msmarco.passage_ranking_lists(
     data_dir,
-    _FILE_SPLITS.get(split, split),
+    file_splits.get(split, split),
     list_size=list_size if split == "train" else eval_list_size,
     seed=seed,
     **lists_kwargs,
   )
+  if held_out_split and split == "train":
+    return _without_queries_of(lists, data_dir, files, held_out_split)
   if eval_chunk_size and split != "train":
     return _chunks(lists, eval_chunk_size)
   return lists
@@ -230,6 +274,7 @@ def register_t5rank_demo(
   score_token=None,
   metric_fn: Callable | None = None,
   run_path: str | None = None,
+  validation_split: str = "dev",
 ) -> str:
   """Registers the demo task (demo corpus); returns its name.
 
@@ -240,9 +285,22 @@ def register_t5rank_demo(
   own SentencePiece vocabulary, `t5rank.data.demo.vocabulary()`.
   ``run_path`` makes the default metric fn also write the validation scores
   as a TREC run there at each evaluation (the last one stays).
+
+  ``validation_split`` is the corpus split behind seqio's "validation":
+  "dev" (the default, what the demo reports) or "tune", for choosing
+  settings without the dev queries. "tune" holds the training queries about
+  200 held-out (place, fact) pairs, and the training split then leaves them
+  out (`t5rank.data.demo`, "The tune split").
   """
   from t5rank.data import demo  # pylint: disable=g-import-not-at-top
 
+  if validation_split not in ("dev", "tune"):
+    raise ValueError(
+      f"register_t5rank_demo: validation_split={validation_split!r}; "
+      "expected 'dev' or 'tune'"
+    )
+  tuning = validation_split == "tune"
+  file_splits = {"train": "train", "validation": validation_split}
   lists_fn = functools.partial(
     _passage_lists,
     data_dir=demo.demo_dir(),
@@ -251,6 +309,8 @@ def register_t5rank_demo(
     seed=seed,
     default_list_size=DEMO_LIST_SIZE,
     files=demo.DEMO_FILES,
+    file_splits=file_splits,
+    held_out_split="tune" if tuning else None,
   )
   common.register_list_task(
     name,
@@ -259,11 +319,14 @@ def register_t5rank_demo(
     template=template,
     score_token=score_token,
     metric_fn=metric_fn
-    or _default_metric_fn(demo.demo_dir(), demo.DEMO_FILES, run_path),
+    or _default_metric_fn(
+      demo.demo_dir(), demo.DEMO_FILES, run_path, file_splits
+    ),
     # Every demo query has judged passages and candidates: one list each.
     num_input_examples={
-      "train": demo.NUM_TRAIN_QUERIES,
-      "validation": demo.NUM_DEV_PAIRS,
+      "train": demo.NUM_TRAIN_QUERIES
+      - (demo.NUM_TUNE_QUERIES if tuning else 0),
+      "validation": demo.NUM_TUNE_QUERIES if tuning else demo.NUM_DEV_PAIRS,
     },
   )
   return name

@@ -22,19 +22,30 @@ DEV = demo.DEMO_FILES.split("dev")
 QRELS = os.path.join(demo.demo_dir(), DEV.qrels)
 
 
-def _dev_run():
-  return formats.read_run(os.path.join(demo.demo_dir(), DEV.run))
+def _split_run(split="dev"):
+  files = demo.DEMO_FILES.split(split)
+  return formats.read_run(os.path.join(demo.demo_dir(), files.run))
 
 
 def _fake_training(quality, steps=(50, 100)):
   """A stand-in for `train_run`: a ranker that finds a relevant passage
   with a probability of `quality[loss]` per query, seeded by the run."""
-  qrels = formats.read_qrels(QRELS)
 
-  def train_run(loss, seed, model_dir, eval_period, extra=(), log_path=None):
+  def train_run(
+    loss,
+    seed,
+    model_dir,
+    eval_period,
+    extra=(),
+    log_path=None,
+    eval_split="dev",
+  ):
+    qrels = formats.read_qrels(
+      os.path.join(demo.demo_dir(), demo.DEMO_FILES.split(eval_split).qrels)
+    )
     rng = np.random.default_rng([seed, len(loss)])
     run = {}
-    for qid, pids in _dev_run().items():
+    for qid, pids in _split_run(eval_split).items():
       scores = rng.uniform(size=len(pids))
       if rng.uniform() < quality[loss]:
         for i, pid in enumerate(pids):
@@ -42,7 +53,7 @@ def _fake_training(quality, steps=(50, 100)):
       run[qid] = dict(zip(pids, scores.tolist()))
     os.makedirs(os.path.join(model_dir, "inference_eval"), exist_ok=True)
     metric_fns.write_trec_run(
-      os.path.join(model_dir, compare.RUN_FILE),
+      os.path.join(model_dir, compare.run_file(eval_split)),
       list(run),
       [list(r) for r in run.values()],
       [list(r.values()) for r in run.values()],
@@ -68,7 +79,7 @@ def compared(tmp_path, monkeypatch):
   monkeypatch.setattr(
     compare,
     "reference_metrics",
-    lambda: {
+    lambda eval_split="dev": {
       "BM25 (first stage)": {"ndcg@10": 0.54, "mrr@10": 0.75},
       "random order": {"ndcg@10": 0.15, "mrr@10": 0.2},
     },
@@ -115,7 +126,7 @@ def test_per_query_values_average_to_the_seqio_metrics(compared):
   out, _ = compared
   model_dir = os.path.join(out, "softmax", "seed_0")
   per_query = compare.per_query_metrics(
-    os.path.join(model_dir, compare.RUN_FILE), QRELS
+    os.path.join(model_dir, compare.run_file()), QRELS
   )
   _, curves = compare.read_curves(model_dir)
   for m in compare.METRICS:
@@ -123,6 +134,30 @@ def test_per_query_values_average_to_the_seqio_metrics(compared):
     assert np.mean(list(per_query[m].values())) == pytest.approx(
       curves[m][-1], abs=1e-6
     )
+
+
+def test_tune_split_runs_evaluate_on_the_tune_queries(tmp_path, monkeypatch):
+  monkeypatch.setattr(
+    compare, "train_run", _fake_training({"softmax": 0.9, "sigmoid": 0.5})
+  )
+  out = str(tmp_path / "tune")
+  result = compare.compare(
+    ["softmax", "sigmoid"], [0], out, log=lambda *a: None, eval_split="tune"
+  )
+  model_dir = os.path.join(out, "softmax", "seed_0")
+  assert os.path.exists(os.path.join(model_dir, "tune.trec"))
+  assert not os.path.exists(os.path.join(model_dir, "dev.trec"))
+  per_query = result["runs"][0]["per_query"]["ndcg@10"]
+  assert set(per_query) == set(_split_run("tune"))
+  with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
+    assert f.read().startswith("| tune, 1 seed |")
+  from t5rank import main  # pylint: disable=g-import-not-at-top
+
+  bm25 = result["references"]["BM25 (first stage)"]["ndcg@10"]
+  assert bm25 == pytest.approx(
+    main.first_stage_metrics(split="tune")["ndcg@10"]
+  )
+  assert bm25 != pytest.approx(main.first_stage_metrics()["ndcg@10"])
 
 
 def test_paired_test_favours_the_better_loss_and_not_the_baseline(compared):
@@ -175,7 +210,8 @@ def test_train_args_select_loss_seed_and_evaluation():
   args = compare.train_args("listmle", 3, "/m", 25, ["--gin.TRAIN_STEPS=100"])
   assert "--gin_file=losses/listmle.gin" in args
   assert "--gin.RANDOM_SEED=3" in args and "--gin.EVAL_PERIOD=25" in args
-  assert f"--gin.EVAL_RUN_PATH='/m/{compare.RUN_FILE}'" in args
+  assert "--gin.EVAL_RUN_PATH='/m/dev.trec'" in args
+  assert "--gin.EVAL_SPLIT='dev'" in args
   assert args[-1] == "--gin.TRAIN_STEPS=100"  # the user's flags come last
 
 

@@ -12,6 +12,9 @@ qrels.train.tsv        TREC qrels, graded: 2 = answers the question,
 qrels.dev.tsv          1 = on topic without the answer (3 of each per query)
 run.train.tsv          BM25 top 25 per training query (``qid \\t pid \\t rank``)
 run.dev.tsv            BM25 top 30 per dev query
+queries.tune.tsv       306 of the training queries, for choosing settings
+qrels.tune.tsv,        (see "The tune split"); their qrels, and their BM25
+run.tune.tsv           top 30 as for dev
 spm.model              SentencePiece BPE vocabulary fitted to the collection
                        and the training queries (1,000 pieces, T5's special
                        ids: pad 0, eos 1, unk 2); `vocabulary()`
@@ -31,6 +34,17 @@ capital of Valmor", "capital city of Valmor", "where is the government of Valmor
 The 1,500 (place, fact) pairs are split: 200 held-out pairs make the dev queries, the
 other 1,300 make 2,000 training queries (some pairs asked in two wordings), so dev
 asks about facts no training query asked about.
+
+**The tune split.** Settings (model size, steps, learning rate...) are chosen
+on the tune split, never on dev. It holds every training query about 200
+training pairs drawn at random, 306 queries; a tuning run
+(``register_t5rank_demo(validation_split="tune")``, or
+``--gin.EVAL_SPLIT="'tune'"`` with ``gin/demo/train.gin``) evaluates on them
+and leaves them out of its training lists, so it trains on the other 1,694
+queries. The chosen settings then train on all 2,000 training queries and
+are evaluated on dev once. (The vocabulary was fitted to all training queries:
+the tune queries' words, all of them templates and place names found in the
+collection, are in it.)
 
 **Candidates** come from BM25 (k1=0.9, b=0.4, as Anserini) over lowercased word
 tokens. Its top candidates are hard negatives: the same place's other facts, the same
@@ -99,6 +113,8 @@ SEED = 20240611
 NUM_PLACES = 250
 NUM_DEV_PAIRS = 200
 NUM_TRAIN_QUERIES = 2000
+NUM_TUNE_PAIRS = 200
+NUM_TUNE_QUERIES = 306
 TRAIN_DEPTH = 25
 DEV_DEPTH = 30
 BM25_K1 = 0.9
@@ -121,6 +137,10 @@ DEMO_FILES = msmarco.PassageRankingFiles(
     (
       "dev",
       msmarco.SplitFiles("queries.dev.tsv", "qrels.dev.tsv", "run.dev.tsv"),
+    ),
+    (
+      "tune",
+      msmarco.SplitFiles("queries.tune.tsv", "qrels.tune.tsv", "run.tune.tsv"),
     ),
   ),
 )
@@ -436,17 +456,22 @@ def generate(seed: int = SEED) -> dict[str, dict]:
     range(10_000, 1_000_000), NUM_TRAIN_QUERIES + NUM_DEV_PAIRS
   )
 
+  train_split = list(zip(train_asks, qid_values[:NUM_TRAIN_QUERIES]))
+  # The tune split: the training queries about NUM_TUNE_PAIRS training pairs,
+  # drawn by a generator of their own (the other splits are as without it).
+  tune_pairs = set(random.Random(seed + 1).sample(train_pairs, NUM_TUNE_PAIRS))
+  tune_split = [(ask, q) for ask, q in train_split if ask[0] in tune_pairs]
+
   bm25 = _BM25(texts, BM25_K1, BM25_B)
   out: dict[str, dict] = {"collection": collection}
-  for split, asks, qid_slice, depth in (
-    ("train", train_asks, qid_values[:NUM_TRAIN_QUERIES], TRAIN_DEPTH),
-    ("dev", dev_asks, qid_values[NUM_TRAIN_QUERIES:], DEV_DEPTH),
+  for split, asks, depth in (
+    ("train", train_split, TRAIN_DEPTH),
+    ("dev", list(zip(dev_asks, qid_values[NUM_TRAIN_QUERIES:])), DEV_DEPTH),
+    ("tune", tune_split, DEV_DEPTH),
   ):
     queries, qrels, run = {}, {}, {}
-    order = sorted(range(len(asks)), key=lambda i: qid_slice[i])
-    for i in order:
-      (p, fact), wording = asks[i]
-      qid = str(qid_slice[i])
+    for ((p, fact), wording), qid_value in sorted(asks, key=lambda a: a[1]):
+      qid = str(qid_value)
       queries[qid] = _FACTS[fact][0][wording].format(p=places[p])
       qrels[qid] = {
         str(pid_of[t]): grade for t, grade in pair_passages[(p, fact)]

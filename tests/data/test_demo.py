@@ -16,6 +16,9 @@ _NAMES = [
   "qrels.dev.tsv",
   "run.train.tsv",
   "run.dev.tsv",
+  "queries.tune.tsv",
+  "qrels.tune.tsv",
+  "run.tune.tsv",
 ]
 
 
@@ -26,7 +29,7 @@ def corpus():
     os.path.join(folder, "collection.tsv"), on_duplicate="error"
   )
   data = {"collection": col}
-  for split in ("train", "dev"):
+  for split in ("train", "dev", "tune"):
     queries = formats.read_queries(os.path.join(folder, f"queries.{split}.tsv"))
     data[f"queries.{split}"] = queries
     data[f"qrels.{split}"] = formats.read_qrels(
@@ -65,7 +68,7 @@ def test_shipped_files_are_small_and_named_as_demo_files():
   files = demo.DEMO_FILES
   named = {files.collection} | {
     getattr(files.split(s), f)
-    for s in ("train", "dev")
+    for s in ("train", "dev", "tune")
     for f in ("queries", "qrels", "run")
   }
   assert named == set(_NAMES)
@@ -81,6 +84,24 @@ def test_corpus_sizes_and_ids_are_consistent(corpus):
     assert set(corpus[f"qrels.{split}"]) == set(corpus[f"queries.{split}"])
     assert set(corpus[f"run.{split}"]) == set(corpus[f"queries.{split}"])
     assert all(len(c) == depth for c in corpus[f"run.{split}"].values())
+
+
+def test_tune_split_is_every_training_query_about_held_out_pairs(corpus):
+  def pairs(split):
+    return {
+      q: frozenset(judged) for q, judged in corpus[f"qrels.{split}"].items()
+    }
+
+  train, tune = pairs("train"), pairs("tune")
+  assert len(set(tune.values())) == demo.NUM_TUNE_PAIRS
+  assert len(tune) == demo.NUM_TUNE_QUERIES
+  assert set(tune) <= set(train)  # training queries, same text and qrels
+  for qid in tune:
+    assert corpus["queries.tune"][qid] == corpus["queries.train"][qid]
+  # Every training query about a tune pair is in the tune split.
+  assert {q for q, p in train.items() if p in set(tune.values())} == set(tune)
+  assert all(len(c) == demo.DEV_DEPTH for c in corpus["run.tune"].values())
+  assert not set(tune.values()) & set(pairs("dev").values())
 
 
 def test_labels_are_graded_with_answers_and_on_topic_passages(corpus):

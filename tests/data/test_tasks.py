@@ -170,6 +170,53 @@ def test_demo_task_declares_its_true_number_of_lists():
     assert task.num_input_examples(split) == count
 
 
+def test_demo_tune_split_evaluates_held_out_training_queries_and_trains_without_them():
+  from t5rank import tasks  # pylint: disable=g-import-not-at-top
+  from t5rank.data import demo  # pylint: disable=g-import-not-at-top
+  from t5rank.data import formats  # pylint: disable=g-import-not-at-top
+
+  def query_ids(task_name, split):
+    source = seqio.get_mixture_or_task(task_name).source
+    ds = source.get_dataset(split, shuffle=False).as_numpy_iterator()
+    return [ex["query_id"].decode() for ex in ds]
+
+  name = tasks.register_t5rank_demo(
+    name="t5rank_demo_tune", validation_split="tune", eval_list_size=30
+  )
+  try:
+    tune = formats.read_queries(
+      os.path.join(demo.demo_dir(), demo.DEMO_FILES.split("tune").queries)
+    )
+    train = formats.read_queries(
+      os.path.join(demo.demo_dir(), demo.DEMO_FILES.split("train").queries)
+    )
+    assert len(tune) == demo.NUM_TUNE_QUERIES and set(tune) <= set(train)
+    validation, training = (
+      query_ids(name, "validation"),
+      query_ids(name, "train"),
+    )
+    assert sorted(validation) == sorted(tune)
+    assert not set(training) & set(tune)
+    assert len(training) == len(train) - len(tune)
+    task = seqio.get_mixture_or_task(name)
+    assert task.num_input_examples("train") == len(training)
+    assert task.num_input_examples("validation") == len(tune)
+    # Its metric fn's judged queries are the tune split's.
+    (metric_fn,) = task.score_metric_fns
+    counts = metric_fn([], [])
+    assert counts["num_judged_queries"] == len(tune)
+    assert counts["num_judged_without_candidates"] == len(tune)
+  finally:
+    seqio.TaskRegistry.remove(name)
+
+
+def test_demo_tune_split_name_is_checked():
+  from t5rank import tasks  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(ValueError, match="validation_split='test'"):
+    tasks.register_t5rank_demo(name="t5rank_demo_x", validation_split="test")
+
+
 def test_list_source_shards_are_disjoint_and_cover_the_split():
   source = seqio.get_mixture_or_task("t5rank_demo").source
   ids = []
