@@ -240,3 +240,37 @@ def test_reference_metrics_are_bm25_and_random_orders_of_the_dev_run():
   assert bm25["mrr@10"] == pytest.approx(0.746, abs=1e-3)
   assert bm25["ndcg@10"] == pytest.approx(0.543, abs=1e-3)
   assert random["mrr@10"] < 0.3 and random["ndcg@10"] < 0.25
+
+
+def test_tuning_script_ranks_candidates_by_final_tune_ndcg():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(
+    os.path.dirname(__file__), "..", "benchmarks", "demo_tuning.py"
+  )
+  spec = importlib.util.spec_from_file_location("demo_tuning", path)
+  tuning = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tuning)
+  rows = [
+    {
+      "name": name,
+      "steps": [300, 600],
+      "curves": {"ndcg@10": [0.9, ndcg], "mrr@10": [0.5, 0.5]},
+    }
+    for name, ndcg in (("a", 0.60), ("b", 0.65), ("c", 0.62))
+  ]
+  table = tuning.table(
+    rows, {"BM25 (first stage)": {"ndcg@10": 0.5, "mrr@10": 0.7}}
+  )
+  lines = table.splitlines()
+  assert lines[0].startswith("| tune split |")
+  assert [line.split(" | ")[0] for line in lines[2:5]] == ["| b", "| c", "| a"]
+  assert lines[-1].startswith("| BM25 (first stage) | 0.500 / 0.700")
+  # Every candidate's flags are T5X gin flags of demo/train.gin's recipe.
+  assert all(
+    flag.startswith("--gin.")
+    for flags in tuning.CANDIDATES.values()
+    for flag in flags
+  )
+  with pytest.raises(SystemExit, match="unknown candidates"):
+    tuning.main(["--only=nope"])
