@@ -34,7 +34,13 @@ FILES = {
   "run": os.path.join(DEMO, "run.dev.tsv"),
   "qrels": os.path.join(DEMO, "qrels.dev.tsv"),
 }
+# One worker builds the module's checkpoint (pyproject.toml: --dist=loadgroup).
+pytestmark = pytest.mark.xdist_group("rerank_checkpoint")
+
 DEPTH = 10
+# Any checkpoint serves the file checks (complete, sorted, ties, resumed,
+# equal to score_batch); the learning check (slow) trains TRAIN_STEPS.
+CHECK_STEPS = 10
 TRAIN_STEPS = 150
 # The demo model with one encoder and one decoder layer of width 64, lists of
 # 8 items of at most 64 pieces (as tests/e2e/test_demo_packed_train.py): it
@@ -79,7 +85,12 @@ def _train(model_dir, steps, *more):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-  return _train(str(tmp_path_factory.mktemp("demo")), TRAIN_STEPS)
+  return _train(str(tmp_path_factory.mktemp("demo")), CHECK_STEPS)
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory):
+  return _train(str(tmp_path_factory.mktemp("trained")), TRAIN_STEPS)
 
 
 def _rerank(
@@ -285,12 +296,12 @@ def test_missing_checkpoint_is_an_error_naming_the_path(tmp_path):
 
 @pytest.mark.slow
 def test_trained_ranker_beats_a_random_order_of_the_same_candidates(
-  checkpoint, tmp_path
+  trained_checkpoint, tmp_path
 ):
   from t5rank.data import metric_fns  # pylint: disable=g-import-not-at-top
 
   out = str(tmp_path / "all.trec")
-  result = _rerank(checkpoint, out, depth=30)
+  result = _rerank(trained_checkpoint, out, depth=30)
   trained = result["metrics"]["reranked"]["mrr@10"]
   # A random order of the 30 candidates: MRR@10 ~0.199 (the demo's measured
   # figure, t5rank.data.demo); here the mean of 20 seeded shuffles.

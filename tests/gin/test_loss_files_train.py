@@ -96,9 +96,9 @@ def test_loss_file_trains_demo_model_without_nan(loss_file):
   batch = _batch()
   shapes = {k: v.shape for k, v in batch.items()}
   dtypes = {k: v.dtype for k, v in batch.items()}
-  params = model.get_initial_variables(jax.random.PRNGKey(0), shapes, dtypes)[
-    "params"
-  ]
+  params = jax.jit(  # as T5X's trainer initialises: compiled, not op by op
+    lambda key: model.get_initial_variables(key, shapes, dtypes)["params"]
+  )(jax.random.PRNGKey(0))
 
   @jax.jit
   def step(params, rng):

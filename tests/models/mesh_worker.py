@@ -39,9 +39,11 @@ import sys
 
 _SPEC = json.load(open(sys.argv[1])) if __name__ == "__main__" else {}
 if _SPEC:
+  # The device count, after any other flags the tests pass (conftest.py).
   os.environ["XLA_FLAGS"] = (
-    f"--xla_force_host_platform_device_count={_SPEC['devices']}"
-  )
+    os.environ.get("XLA_FLAGS", "")
+    + f" --xla_force_host_platform_device_count={_SPEC['devices']}"
+  ).strip()
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position

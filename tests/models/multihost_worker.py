@@ -27,7 +27,11 @@ if __name__ == "__main__":
   PROCESS_ID, NUM_PROCESSES, PORT = map(int, sys.argv[1:4])
   OUT = sys.argv[4]
   DEVICES = 8 // NUM_PROCESSES
-  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
+  # The device count, after any other flags the tests pass (conftest.py).
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "")
+    + f" --xla_force_host_platform_device_count={DEVICES}"
+  ).strip()
   os.environ["JAX_PLATFORMS"] = "cpu"
 
 # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -127,7 +127,12 @@ def _start_worker(name, devices, cases, out_dir):
   with open(spec_path, "w") as f:
     json.dump(spec, f)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  # Keep conftest.py's compile flags; the worker sets its device count.
+  env["XLA_FLAGS"] = " ".join(
+    f
+    for f in env.get("XLA_FLAGS", "").split()
+    if not f.startswith("--xla_force_host_platform_device_count")
+  )
   return subprocess.Popen(
     [sys.executable, WORKER, spec_path],
     env=env,

@@ -32,7 +32,12 @@ def _free_port():
 
 def _env():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  # Keep conftest.py's compile flags; the worker sets its device count.
+  env["XLA_FLAGS"] = " ".join(
+    f
+    for f in env.get("XLA_FLAGS", "").split()
+    if not f.startswith("--xla_force_host_platform_device_count")
+  )
   return env
 
 

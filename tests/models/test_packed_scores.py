@@ -225,6 +225,11 @@ def test_gather_stays_on_each_data_parallel_device():
 def test_t5x_get_dataset_batches_packs_of_the_demo_task():
   from t5x import utils  # pylint: disable=g-import-not-at-top
 
+  from t5rank import tasks  # pylint: disable=g-import-not-at-top
+
+  # As registered on import (lists of 8): another test in this process may
+  # have registered it from a gin file with other list sizes.
+  tasks.register_t5rank_demo()
   lengths = {"inputs": (8, 256), "targets": (8, 1), "label": (8,), "mask": (8,)}
   converter_cls = functools.partial(
     packing.RankingPackedFeatureConverter,

@@ -1,5 +1,6 @@
 """The tiny T5.1.1 config the model tests share (T5X's `T5Config`)."""
 
+import jax
 from t5x.examples.t5 import network
 
 
@@ -23,3 +24,17 @@ def config(**overrides) -> network.T5Config:
   )
   settings.update(overrides)
   return network.T5Config(**settings)
+
+
+def initial_params(model, batch, seed: int = 0):
+  """``model``'s initial parameters for ``batch``'s shapes and dtypes.
+
+  Compiled, as T5X's trainer initialises: op by op, flax's init of even this
+  tiny model compiles hundreds of primitives one at a time.
+  """
+  shapes = {k: v.shape for k, v in batch.items()}
+  types = {k: v.dtype for k, v in batch.items()}
+  init = jax.jit(
+    lambda key: model.get_initial_variables(key, shapes, types)["params"]
+  )
+  return init(jax.random.PRNGKey(seed))

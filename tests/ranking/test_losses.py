@@ -83,9 +83,22 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# Binary labels in every argument combination repeat the graded checks: the
+# default run keeps them for the plain and masked calls, `-m slow` the rest.
+GRADED_CASES = [
+  pytest.param(
+    graded,
+    case,
+    id=f"{graded}-{case}",
+    marks=() if graded or case in ("plain", "where") else pytest.mark.slow,
+  )
+  for graded in (True, False)
+  for case in sorted(CASES)
+]
+
+
+@pytest.mark.parametrize("graded,case", GRADED_CASES)
 @pytest.mark.parametrize("name", RAX_LOSSES)
-@pytest.mark.parametrize("graded", [True, False])
 def test_value_and_gradient_match_rax(name, case, graded):
   data = _inputs(seed=len(name) + len(case), graded=graded)
   kwargs = CASES[case](data)

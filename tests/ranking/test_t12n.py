@@ -391,19 +391,29 @@ def test_finite_values_and_gradients_on_edge_lists(transform, dtype):
       [True, False, False, False],
     ]
   )
-  key = jax.random.PRNGKey(0)
-  for name in ("ndcg_metric", "mrr_metric", "ap_metric", "err_metric"):
-    loss = make(getattr(metrics, name))
-    kwargs = {"where": where}
-    if transform.startswith("gumbel"):
-      kwargs["key"] = key
-    for topn in (None, 2):
-      f = jax.jit(functools.partial(loss, topn=topn))
-      value, grad = jax.value_and_grad(
-        lambda s: f(s, labels, **kwargs).astype(jnp.float32)
+  kwargs = {"where": where}
+  if transform.startswith("gumbel"):
+    kwargs["key"] = jax.random.PRNGKey(0)
+  cases = [
+    (name, topn)
+    for name in ("ndcg_metric", "mrr_metric", "ap_metric", "err_metric")
+    for topn in (None, 2)
+  ]
+
+  @jax.jit
+  def values_and_grads(scores):  # One compile for every case.
+    return [
+      jax.value_and_grad(
+        lambda s, name=name, topn=topn: make(getattr(metrics, name))(
+          s, labels, topn=topn, **kwargs
+        ).astype(jnp.float32)
       )(scores)
-      assert np.isfinite(float(value)), (name, topn)
-      assert np.all(np.isfinite(np.asarray(grad, np.float32))), (name, topn)
+      for name, topn in cases
+    ]
+
+  for case, (value, grad) in zip(cases, values_and_grads(scores)):
+    assert np.isfinite(float(value)), case
+    assert np.all(np.isfinite(np.asarray(grad, np.float32))), case
 
 
 @pytest.mark.parametrize("transform", list(_transforms()))
