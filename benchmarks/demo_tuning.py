@@ -45,8 +45,8 @@ def tune(out_dir: str, names, eval_period: int, extra) -> list[dict]:
   for i, name in enumerate(names):
     model_dir = os.path.join(out_dir, _folder(name))
     flags = [*CANDIDATES[name], *extra]
-    total = compare._gin_int(flags, "TRAIN_STEPS")  # pylint: disable=protected-access
-    if compare._finished(model_dir, total, EVAL_SPLIT):  # pylint: disable=protected-access
+    total = compare.gin_int(flags, "TRAIN_STEPS")
+    if compare.finished(model_dir, total, EVAL_SPLIT):
       print(f"[{i + 1}/{len(names)}] {name}: done before, reused", flush=True)
       seconds = None
     else:

@@ -9,8 +9,8 @@ The comparison then reads what T5X wrote:
 * the learning curves: the seqio metrics of every evaluation
   (``inference_eval/t5rank_demo-metrics.jsonl``);
 * the final dev ranking of each run, written as a TREC run by the task's
-  metric fn (``dev.trec``; ``tune.trec`` for the tune split), scored per query by ir_measures with the same
-  definitions as the seqio metrics (nDCG@10 with gain ``2^y - 1`` and
+  metric fn (``dev.trec``; ``tune.trec`` for the tune split), scored per
+  query by ir_measures with the same definitions as the seqio metrics (nDCG@10 with gain ``2^y - 1`` and
   trec_eval's ideal over all judged passages; RR@10).
 
 and writes into ``out_dir``:
@@ -326,7 +326,8 @@ def reference_metrics(
     tasks.register_t5rank_demo(eval_list_size=demo.DEV_DEPTH)
 
 
-def _finished(model_dir: str, total_steps: int | None, eval_split: str) -> bool:
+def finished(model_dir: str, total_steps: int | None, eval_split: str) -> bool:
+  """Whether ``model_dir`` holds a run evaluated at ``total_steps`` (any)."""
   if not os.path.exists(os.path.join(model_dir, run_file(eval_split))):
     return False
   try:
@@ -336,7 +337,7 @@ def _finished(model_dir: str, total_steps: int | None, eval_split: str) -> bool:
   return bool(steps) and (total_steps is None or steps[-1] == total_steps)
 
 
-def _gin_int(extra: Sequence[str], macro: str) -> int | None:
+def gin_int(extra: Sequence[str], macro: str) -> int | None:
   """The int a `--gin.MACRO=N` flag among ``extra`` sets (the last one)."""
   for arg in reversed(list(extra)):
     if arg.startswith(f"--gin.{macro}="):
@@ -395,7 +396,7 @@ def compare(
   qrels_path = os.path.join(
     demo.demo_dir(), demo.DEMO_FILES.split(eval_split).qrels
   )
-  total_steps = _gin_int(extra, "TRAIN_STEPS")
+  total_steps = gin_int(extra, "TRAIN_STEPS")
   runs = []
   plan = [(loss, seed) for loss in losses for seed in seeds]
   started = time.time()
@@ -403,7 +404,7 @@ def compare(
   for i, (loss, seed) in enumerate(plan):
     model_dir = os.path.join(out_dir, loss, f"seed_{seed}")
     seconds = 0.0
-    if _finished(model_dir, total_steps, eval_split):
+    if finished(model_dir, total_steps, eval_split):
       log(f"[{i + 1}/{len(plan)}] {loss}, seed {seed}: done before, reused")
     else:
       left = ""
