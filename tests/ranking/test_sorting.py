@@ -141,16 +141,29 @@ def test_doctests_pass():
   assert result.failed == 0
 
 
-@pytest.fixture(params=["network", "xla_sort"])
-def sort_method(request, monkeypatch):
-  """Runs a test once with the sorting networks and once with XLA's sort."""
-  if request.param == "network":
-    if jax.default_backend() != "cpu":
-      pytest.skip("sorting networks run on XLA:CPU only")
-    monkeypatch.setattr(_sorting, "_CPU_NETWORK_MAX_LIST_SIZE", 2**20)
-  else:
-    monkeypatch.setattr(_sorting, "_CPU_NETWORK_MAX_LIST_SIZE", 0)
-  return request.param
+def _every_sort(sizes):
+  """(method, n) for each sort and list size. Networks only ever sort up to
+  32 items, so longer networks (slow to compile) run with ``-m slow``."""
+  return [
+    pytest.param(
+      method,
+      n,
+      marks=[pytest.mark.slow] if method == "network" and n > 32 else [],
+    )
+    for method in ("network", "key_only", "xla_sort")
+    for n in sizes
+  ]
+
+
+def _use_sort(method, monkeypatch):
+  """Forces the sorting networks, lone int32 sorts or XLA's sort on (key,
+  position) pairs, whatever the list size."""
+  if method != "xla_sort" and jax.default_backend() != "cpu":
+    pytest.skip(f"{method} sorts run on XLA:CPU only")
+  network = 2**20 if method == "network" else 0
+  monkeypatch.setattr(_sorting, "_CPU_NETWORK_MAX_LIST_SIZE", network)
+  if method == "xla_sort":
+    monkeypatch.setattr(_sorting, "_KEY_ONLY_MAX_LIST_SIZE", 0)
 
 
 def test_sorting_network_only_on_cpu_and_short_lists():
@@ -159,6 +172,28 @@ def test_sorting_network_only_on_cpu_and_short_lists():
   assert not _sorting.uses_sorting_network(1)
   assert not _sorting.uses_sorting_network(
     _sorting._CPU_NETWORK_MAX_LIST_SIZE + 1
+  )
+
+
+def test_key_only_sorts_on_cpu_between_the_networks_and_int32_overflow():
+  on_cpu = jax.default_backend() == "cpu"
+  assert not _sorting.uses_key_only_sorts(8)
+  assert _sorting.uses_key_only_sorts(33) == on_cpu
+  assert _sorting.uses_key_only_sorts(46340) == on_cpu
+  # rank * n + position would overflow int32 beyond 46,340 items.
+  assert 46340**2 < 2**31 <= 46341**2
+  assert not _sorting.uses_key_only_sorts(46341)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 33, 200])
+def test_count_less_is_a_left_binary_search(n):
+  rng = np.random.default_rng(n)
+  sorted_keys = np.sort(rng.integers(-5, 5, (3, n)), axis=-1).astype(np.int32)
+  keys = rng.integers(-7, 7, (3, n)).astype(np.int32)
+  expected = [np.searchsorted(sorted_keys[b], keys[b]) for b in range(3)]
+  np.testing.assert_array_equal(
+    _sorting._count_less(jnp.asarray(sorted_keys), jnp.asarray(keys)),
+    expected,
   )
 
 
@@ -175,9 +210,11 @@ def _expected_order(scores, where):
   return sorted(range(len(scores)), key=rank_key)
 
 
-@pytest.mark.parametrize("n", [2, 9, 100, 257])
-def test_both_sorts_are_stable_with_nan_and_masked_items_last(n, sort_method):
-  del sort_method
+@pytest.mark.parametrize("method, n", _every_sort([2, 9, 100, 257]))
+def test_every_sort_is_stable_with_nan_and_masked_items_last(
+  method, n, monkeypatch
+):
+  _use_sort(method, monkeypatch)
   rng = np.random.default_rng(n)
   scores = rng.integers(-3, 4, (4, n)).astype(np.float32)
   scores[rng.random((4, n)) < 0.1] = np.nan
@@ -192,9 +229,11 @@ def test_both_sorts_are_stable_with_nan_and_masked_items_last(n, sort_method):
   np.testing.assert_array_equal(np.argsort(ranks, axis=-1), expected)
 
 
-@pytest.mark.parametrize("n", [2, 9, 100])
-def test_both_sorts_give_the_same_values_and_pair_counts(n, sort_method):
-  del sort_method
+@pytest.mark.parametrize("method, n", _every_sort([2, 9, 100, 1100]))
+def test_every_sort_gives_the_same_values_and_pair_counts(
+  method, n, monkeypatch
+):
+  _use_sort(method, monkeypatch)
   rng = np.random.default_rng(n)
   values = rng.integers(-3, 4, (3, n)).astype(np.float32)
   np.testing.assert_array_equal(
