@@ -1,7 +1,9 @@
 """Shared pytest setup for t5rank's tests."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -19,6 +21,24 @@ _xla_flags = os.environ.get("XLA_FLAGS", "").split()
 os.environ["XLA_FLAGS"] = " ".join(
   _xla_flags + [f for f in _FAST_COMPILE if f not in _xla_flags]
 )
+# One persistent JAX compilation cache for the run: the tests compile the same
+# programs many times (each fresh jit of the same function, the same eager op
+# at the same shape), in both xdist workers and in subprocesses, which all
+# inherit this environment from the process that starts the run. Set
+# JAX_COMPILATION_CACHE_DIR yourself to keep a cache across runs.
+_OWN_COMPILATION_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_COMPILATION_CACHE = tempfile.mkdtemp(prefix="t5rank-tests-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_COMPILATION_CACHE
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+
+def pytest_unconfigure(config):
+  """The process that made the compilation cache removes it at the end."""
+  del config
+  if _OWN_COMPILATION_CACHE is not None:
+    shutil.rmtree(_OWN_COMPILATION_CACHE, ignore_errors=True)
 
 
 def _forget_gin_main_configurables():
