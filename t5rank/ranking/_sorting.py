@@ -368,7 +368,7 @@ def _key_only_ordered_pair_counts(scores, labels, where):
   of block ids, from per-block histograms. O(n^1.5) work; every sort sorts
   one int32 array.
   """
-  *batch, n = scores.shape
+  n = scores.shape[-1]
   label_key = _label_key(labels, where)
   # One sort and one search for both keys (half the compile time of two).
   score_rank, label_rank = _dense_ranks(

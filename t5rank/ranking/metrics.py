@@ -822,8 +822,8 @@ def opa_metric(
   over valid pairs (in the same segment). Pairs with equal scores count as
   wrong; pairs with equal labels are ignored; a list without such pairs
   scores 0 ("without relevant" here means without any ordered pair).
-  Without segments the counts come from a sort and a merge-sort inversion
-  count (O(n log^2 n), no ``[n, n]`` matrix).
+  Without segments the counts come from sorts and a count of label
+  inversions (no ``[n, n]`` matrix on CPU; see ``ordered_pair_counts``).
 
   >>> scores = jnp.array([3., 1., 2.])
   >>> labels = jnp.array([2., 1., 0.])
