@@ -494,6 +494,9 @@ def _padded(values, fill):
 
 @functools.cache
 def _jitted(name, topn):
+  """One jit per metric and topn: a compile per list size, not per op."""
+  if topn is None:
+    return jax.jit(getattr(metrics, name))
   return jax.jit(functools.partial(getattr(metrics, name), topn=topn))
 
 
@@ -505,9 +508,7 @@ def test_permutation_invariance_and_masking_equals_removal(case, name, topn):
   scores, labels, perm = case
   if name == "opa_metric":
     topn = None
-  fn = (
-    _jitted(name, topn) if name != "opa_metric" else jax.jit(metrics.opa_metric)
-  )
+  fn = _jitted(name, topn)
   n = len(scores)
   where = jnp.arange(_SIZE) < n
   s = _padded(scores, np.nan)  # masked slots hold NaN scores.
@@ -519,12 +520,19 @@ def test_permutation_invariance_and_masking_equals_removal(case, name, topn):
     where=where,
   )
   np.testing.assert_allclose(value, permuted, atol=1e-6)
-  extra = {} if name == "opa_metric" else {"topn": topn}
-  removed = getattr(metrics, name)(
-    jnp.asarray(scores, jnp.float32), jnp.asarray(labels, jnp.float32), **extra
+  removed = fn(
+    jnp.asarray(scores, jnp.float32), jnp.asarray(labels, jnp.float32)
   )
   np.testing.assert_allclose(value, removed, atol=1e-6)
   assert np.isfinite(value)
+
+
+_linear_gain_dcg = jax.jit(
+  functools.partial(metrics.dcg_metric, gain_fn=metrics.linear_gain_fn)
+)
+_linear_gain_ndcg = jax.jit(
+  functools.partial(metrics.ndcg_metric, gain_fn=metrics.linear_gain_fn)
+)
 
 
 @hypothesis.settings(max_examples=20, deadline=None)
@@ -541,14 +549,11 @@ def test_label_scaling(case, factor):
     "ap_metric",
     "opa_metric",
   ):
-    fn = getattr(metrics, name)
+    fn = _jitted(name, None)
     np.testing.assert_allclose(fn(s, y), fn(s, y * factor), atol=1e-6)
-  linear = functools.partial(metrics.dcg_metric, gain_fn=metrics.linear_gain_fn)
+  linear, nlinear = _linear_gain_dcg, _linear_gain_ndcg
   np.testing.assert_allclose(
     linear(s, y * factor), factor * linear(s, y), rtol=1e-5, atol=1e-6
-  )
-  nlinear = functools.partial(
-    metrics.ndcg_metric, gain_fn=metrics.linear_gain_fn
   )
   np.testing.assert_allclose(nlinear(s, y * factor), nlinear(s, y), atol=1e-6)
 
