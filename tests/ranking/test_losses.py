@@ -363,20 +363,22 @@ def test_listmle_with_mask_and_segments_matches_a_per_segment_reference():
   )
   np.testing.assert_allclose(total, expected.sum(), rtol=1e-5)
   # Gradients against Rax on each segment's valid items, for a few lists.
-  for row in range(10):
-    grad = jax.grad(
-      lambda s: losses.listmle_loss(  # pylint: disable=cell-var-from-loop
-        s,
-        labels[row],
-        where=where[row],
-        segments=segments[row],
-        reduce_fn=jnp.sum,
+  grad_fn = jax.jit(
+    jax.grad(
+      lambda s, y, w, g: losses.listmle_loss(
+        s, y, where=w, segments=g, reduce_fn=jnp.sum
       )
-    )(jnp.asarray(scores[row]))
+    )
+  )
+  rax_grad = jax.jit(jax.grad(rax.listmle_loss))  # one compile per size.
+  for row in range(10):
+    grad = grad_fn(
+      jnp.asarray(scores[row]), labels[row], where[row], segments[row]
+    )
     expected_grad = np.zeros(8)
     for seg in np.unique(segments[row][where[row]]):
       idx = np.flatnonzero(where[row] & (segments[row] == seg))
-      expected_grad[idx] = jax.grad(rax.listmle_loss)(
+      expected_grad[idx] = rax_grad(
         jnp.asarray(scores[row, idx]), jnp.asarray(labels[row, idx])
       )
     np.testing.assert_allclose(grad, expected_grad, **TOL)
