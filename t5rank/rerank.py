@@ -31,6 +31,12 @@ uninterrupted run. The output is written at the end (`t5rank.data.
 rerank_files`): sorted by score, ties by docno descending as trec_eval sorts.
 With ``--qrels`` the metrics of the input and the reranked run are printed
 side by side (means over the judged queries, `t5rank.data.metric_fns`).
+
+On several hosts (one JAX process each, `jax.distributed.initialize`), every
+process runs the same command: T5X's infer function scores each host's shard
+of a batch and hands every process all the scores; only process 0 writes
+``<output>.partial`` and ``<output>``, so ``output`` should be on a file
+system all hosts share (as T5X's model_dir) for a stopped run to resume.
 """
 
 from collections.abc import Sequence
@@ -366,8 +372,12 @@ def rerank(
 
   Returns:
     ``{"rows": rows written, "metrics": {"input": ..., "reranked": ...}}``
-    (metrics only with ``qrels``), or None when stopped by ``max_chunks``.
+    (metrics only with ``qrels``), or None when stopped by ``max_chunks`` and
+    in every process but process 0, which alone writes files.
   """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  writes = jax.process_index() == 0
   _check_checkpoint(checkpoint_path)
   if chunk_pairs < 1:
     raise ValueError(f"chunk_pairs={chunk_pairs}; expected >= 1")
@@ -421,7 +431,8 @@ def rerank(
         for j, i in enumerate(slot):
           chunk_scores[i] = float(out[j])
       new = [(p, s) for p, s in zip(chunk, chunk_scores) if p not in scores]
-      partial.append([p for p, _ in new], [s for _, s in new])
+      if writes:
+        partial.append([p for p, _ in new], [s for _, s in new])
       scores.update(new)
       done_now += len(chunk)
       elapsed = time.time() - start
@@ -434,6 +445,8 @@ def rerank(
         rate,
         remaining / rate,
       )
+  if not writes:
+    return None
   # The output is built from the partial file's text in both an uninterrupted
   # and a resumed run, so the two are byte-identical.
   reranked = rerank_files.reranked_run(
