@@ -94,10 +94,9 @@ def trained_checkpoint(tmp_path_factory):
   return _train(str(tmp_path_factory.mktemp("trained")), TRAIN_STEPS)
 
 
-def _rerank(
-  checkpoint_path, output, *more, depth=DEPTH, qrels=True, bindings=None
-):
-  args = [
+def _rerank_flags(checkpoint_path, output, depth, bindings=None):
+  """`t5rank-rerank` flags for the demo dev run with the small test model."""
+  return [
     "--gin_file=demo/model.gin",
     f"--gin.CHECKPOINT_PATH='{checkpoint_path}'",
     *_flags({**SHRINK, **(bindings or {})}),
@@ -106,6 +105,14 @@ def _rerank(
     f"--run={FILES['run']}",
     f"--output={output}",
     f"--depth={depth}",
+  ]
+
+
+def _rerank(
+  checkpoint_path, output, *more, depth=DEPTH, qrels=True, bindings=None
+):
+  args = [
+    *_rerank_flags(checkpoint_path, output, depth, bindings),
     *more,
   ]
   if qrels:
@@ -333,16 +340,7 @@ def _rerank_processes(checkpoint_path, output, num_processes):
   with socket.socket() as sock:
     sock.bind(("localhost", 0))
     port = sock.getsockname()[1]
-  args = [
-    "--gin_file=demo/model.gin",
-    f"--gin.CHECKPOINT_PATH='{checkpoint_path}'",
-    *_flags(SHRINK),
-    f"--collection={FILES['collection']}",
-    f"--queries={FILES['queries']}",
-    f"--run={FILES['run']}",
-    f"--output={output}",
-    f"--depth={DEPTH}",
-  ]
+  args = _rerank_flags(checkpoint_path, output, DEPTH)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env["XLA_FLAGS"] = " ".join(
     f
