@@ -369,6 +369,9 @@ def _key_only_ordered_pair_counts(scores, labels, where):
   one int32 array.
   """
   n = scores.shape[-1]
+  # Counts are summed as float32 while every count is exact in it (they
+  # compile faster on XLA:CPU than integer sums), else as int32.
+  dtype = jnp.float32 if n * (n - 1) // 2 < 2**24 else jnp.int32
   label_key = _label_key(labels, where)
   # One sort and one search for both keys (half the compile time of two).
   score_rank, label_rank = _dense_ranks(
@@ -378,7 +381,7 @@ def _key_only_ordered_pair_counts(scores, labels, where):
   # Masked items rank last by score and get label rank n, so nothing after
   # them has a smaller label and nothing before them a larger one.
   label_rank = jnp.where(valid, label_rank, n)
-  pairs = jnp.sum(jnp.where(valid, label_rank, 0), axis=-1, dtype=jnp.int32)
+  pairs = jnp.sum(jnp.where(valid, label_rank, 0).astype(dtype), axis=-1)
   base = n + 1
   ranked = jnp.sort(score_rank * base + label_rank, axis=-1)
   labels_in_order = lax.rem(ranked, jnp.int32(base))
@@ -396,10 +399,11 @@ def _key_only_ordered_pair_counts(scores, labels, where):
   # Inversions inside blocks of both sequences in one pass: block ids in
   # increasing order are inversions of their negation.
   inside = _inversions_in_blocks(
-    jnp.stack([labels_in_order, -blocks_by_label]), width, fill=n
+    jnp.stack([labels_in_order, -blocks_by_label]), width, fill=n, dtype=dtype
   )
-  across = _pairs_across_blocks(blocks_by_label, width, blocks)
-  return inside[0] + inside[1] + across, pairs
+  across = _pairs_across_blocks(blocks_by_label, width, blocks, dtype=dtype)
+  correct = inside[0] + inside[1] + across
+  return correct.astype(jnp.int32), pairs.astype(jnp.int32)
 
 
 def _blocked(x, width, fill):
@@ -412,7 +416,7 @@ def _blocked(x, width, fill):
   return x.reshape(tuple(batch) + (blocks, width))
 
 
-def _inversions_in_blocks(x, width, *, fill):
+def _inversions_in_blocks(x, width, *, fill, dtype):
   """Per list, #pairs i < j in the same block of ``width`` with x_i > x_j.
 
   ``fill`` pads the last block and must be at least every value of ``x``.
@@ -420,23 +424,30 @@ def _inversions_in_blocks(x, width, *, fill):
   x = _blocked(x, width, fill)
   earlier = jnp.asarray(np.triu(np.ones((width, width), bool), 1))
   inverted = earlier & (x[..., :, None] > x[..., None, :])
-  return jnp.sum(inverted, axis=(-3, -2, -1), dtype=jnp.int32)
+  return jnp.sum(inverted, axis=(-3, -2, -1), dtype=dtype)
 
 
-def _pairs_across_blocks(ids, width, num_ids):
+def _pairs_across_blocks(ids, width, num_ids, *, dtype):
   """Per list, #pairs i < j in different blocks of ``width`` with
   ids_i < ids_j, for ``ids`` in ``[0, num_ids)`` (``-1`` never counts).
 
   From a histogram of ids per block: for every block and id, the items of
-  earlier blocks with a smaller id.
+  earlier blocks with a smaller id (two products with triangular matrices,
+  exact in float32: each entry is at most the list size).
   """
   x = _blocked(ids, width, -1)
   counts = jnp.sum(
-    (x[..., None] == jnp.arange(num_ids)).astype(jnp.int32), axis=-2
+    x[..., None] == jnp.arange(num_ids), axis=-2, dtype=jnp.float32
   )  # [..., blocks, num_ids]
-  seen = jnp.cumsum(counts, axis=-2) - counts
-  seen_smaller = jnp.cumsum(seen, axis=-1) - seen
-  return jnp.sum(seen_smaller * counts, axis=(-2, -1))
+  blocks = counts.shape[-2]
+  earlier = jnp.asarray(np.tril(np.ones((blocks, blocks), np.float32), -1))
+  smaller = jnp.asarray(np.triu(np.ones((num_ids, num_ids), np.float32), 1))
+  seen_smaller = jnp.matmul(
+    jnp.matmul(earlier, counts, precision=lax.Precision.HIGHEST),
+    smaller,
+    precision=lax.Precision.HIGHEST,
+  )
+  return jnp.sum(seen_smaller.astype(dtype) * counts.astype(dtype), (-2, -1))
 
 
 def _pairwise_ordered_pair_counts(scores, labels, where):

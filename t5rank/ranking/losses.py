@@ -148,7 +148,7 @@ def _reduce_lists(per_list, inputs, reduce_fn):
       inputs.segments, where=inputs.valid
     )
   elif inputs.where is not None:
-    mask = jnp.any(inputs.valid, axis=-1)
+    mask = _utils.any_valid(inputs.valid)
   else:
     mask = None
   return _utils.safe_reduce(per_list, where=mask, reduce_fn=reduce_fn)
@@ -1009,7 +1009,7 @@ def poly1_softmax_loss(
   p = jnp.where(inputs.valid, jnp.exp(log_p), 0.0)
   pt = _list_sum(targets * p, inputs)
   has_valid = (
-    jnp.any(inputs.valid, axis=-1)
+    _utils.any_valid(inputs.valid)
     if inputs.segments is None
     else _list_sum(jnp.ones_like(p), inputs) > 0
   )

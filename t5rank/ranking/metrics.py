@@ -180,16 +180,25 @@ def _reduce_over_lists(
   with a ``NaN`` label on a valid item gets ``NaN`` and always counts.
   """
   del name
-  if labels is not None:
+  list_where = None
+  if labels is not None and segments is None and where is not None:
+    # One reduction finds both the lists with a valid item and those with a
+    # NaN label on one (a valid item counts 1, a valid NaN label 2).
+    status = jnp.max(
+      jnp.where(where, jnp.where(jnp.isnan(labels), 2.0, 1.0), 0.0),
+      axis=-1,
+      initial=0.0,
+    )
+    list_where, nan_label = status > 0.5, status > 1.5
+  elif labels is not None:
     nan_label = _any_relevant(jnp.isnan(labels), where, segments)
+  if labels is not None:
     values = jnp.where(nan_label, jnp.nan, values)
     has_relevant = has_relevant | nan_label
   if segments is not None:
     list_where = _segments.first_item_segment_mask(segments, where=where)
-  elif where is not None:
-    list_where = jnp.any(where, axis=-1)
-  else:
-    list_where = None
+  elif where is not None and list_where is None:
+    list_where = _utils.any_valid(where)
   if exclude_lists_without_relevant:
     list_where = (
       has_relevant if list_where is None else list_where & has_relevant
@@ -206,7 +215,7 @@ def _any_relevant(relevant, where, segments):
   if where is not None:
     relevant = relevant & where
   if segments is None:
-    return jnp.any(relevant, axis=-1)
+    return _utils.any_valid(relevant)
   return _segments.segment_sum(relevant.astype(jnp.int32), segments) > 0
 
 
@@ -322,7 +331,7 @@ def mrr_metric(
     )
     before = (okey < best) | ((okey == best) & (iota < first))
     rank = 1 + jnp.sum(before, axis=-1)
-    found = jnp.any(hits, axis=-1)
+    found = _utils.any_valid(hits)
     if topn is not None:
       found = found & (rank <= topn)
     values = jnp.where(found, 1.0 / rank.astype(jnp.float32), 0.0)

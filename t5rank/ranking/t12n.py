@@ -501,7 +501,7 @@ def _neural_dcg(
     values,
     where=where,
     segments=None,
-    has_relevant=jnp.any(gains != 0, axis=-1),
+    has_relevant=_utils.any_valid(gains != 0),
     exclude_lists_without_relevant=exclude_lists_without_relevant,
     reduce_fn=reduce_fn,
     labels=labels,
