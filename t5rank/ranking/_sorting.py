@@ -22,9 +22,9 @@ every comparison unless it sorts one int32 array alone:
   sorting networks, several times faster to run, but every compare-exchange
   step is compiled separately;
 * longer lists (:func:`uses_key_only_sorts`) are sorted as lone int32 arrays:
-  each key is replaced by its dense rank (how many keys are smaller) and the
-  composite ``rank * list_size + position``, which is unique and still in
-  int32, is sorted alone; its remainder by ``list_size`` is the stable order.
+  a stable argsort is a radix sort of two passes, each sorting one 16-bit
+  digit of the key packed with a 16-bit position; OPA packs the dense ranks
+  (how many keys are smaller) of score and label into one int32 instead.
 
 Every other backend (GPU, TPU) uses XLA's own sort (``lax.sort``,
 ``lax.top_k``) directly. All paths give the same results bit for bit, and all
@@ -69,7 +69,8 @@ def uses_sorting_network(list_size: int) -> bool:
   )
 
 
-# Longest list for key-only sorts: ``rank * n + position`` must fit in int32.
+# Longest list for key-only sorts: ``rank * n + position`` (OPA's counts) and
+# a 16-bit digit with a position (argsorts) must fit in int32.
 _KEY_ONLY_MAX_LIST_SIZE = 46340
 
 
@@ -79,8 +80,8 @@ def uses_key_only_sorts(list_size: int) -> bool:
   True on XLA:CPU for lists longer than the sorting networks take, up to
   46,340 items (so ``list_size**2`` fits in int32). There XLA sorts a lone
   int32 operand without comparator calls, 5-7x faster than a sort that
-  carries positions along; a stable argsort then costs two such sorts and a
-  binary search. Decided when a function is traced.
+  carries positions along; a stable argsort then costs two such sorts and two
+  gathers. Decided when a function is traced.
 
   >>> uses_key_only_sorts(1)
   False
@@ -118,13 +119,21 @@ def _dense_ranks(keys: Array) -> Array:
 def _key_only_argsort(key: Array) -> Array:
   """Stable ascending argsort of int32 keys from two lone int32 sorts.
 
-  ``dense_rank * n + position`` orders like (key, position) and is unique, so
-  its sorted values, modulo ``n``, are the stable order.
+  A least-significant-digit radix sort with two 16-bit digits: the lists are
+  sorted by ``low16(key) * 2**16 + position``, then, in that order, by
+  ``high16(key) * 2**16 + rank``. Each composite is unique and fits int32
+  while ``n <= 2**16``; its low 16 bits are the permutation of its pass.
   """
-  n = key.shape[-1]
   iota = lax.broadcasted_iota(jnp.int32, key.shape, key.ndim - 1)
-  composite = _dense_ranks(key) * n + iota
-  return lax.rem(jnp.sort(composite, axis=-1), jnp.int32(n))
+  low = jnp.bitwise_and(key, 0xFFFF) - 0x8000  # unsigned digit, shifted
+  by_low = jnp.bitwise_and(
+    jnp.sort(jnp.left_shift(low, 16) | iota, axis=-1), 0xFFFF
+  )
+  high = jnp.right_shift(jnp.take_along_axis(key, by_low, axis=-1), 16)
+  by_high = jnp.bitwise_and(
+    jnp.sort(jnp.left_shift(high, 16) | iota, axis=-1), 0xFFFF
+  )
+  return jnp.take_along_axis(by_low, by_high, axis=-1)
 
 
 def order_key(scores: Array, where: Array | None = None) -> Array:
