@@ -290,9 +290,16 @@ def main(argv=None):
     for case in cases:
       repeats = args.loss_repeats if case.kind == "loss" else args.repeats
       timing = (scores, labels, where, repeats, args.compile_repeats)
-      ours_c, ours, ours_min = _timer(
-        case.ours, case.kind, case.needs_key, *timing
-      )
+      try:
+        ours_c, ours, ours_min = _timer(
+          case.ours, case.kind, case.needs_key, *timing
+        )
+      except jax.errors.JaxRuntimeError as error:
+        # neuralsort's [batch, n, n] soft permutations and their gradient
+        # outgrow host memory at [64, 1000]; the table goes on without it.
+        reason = str(error).split(":", 1)[0]
+        print(f"| {case.name} | {reason} | – | – | – | – | – |", flush=True)
+        continue
       if case.theirs is None:
         print(
           f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | – | – | "

@@ -189,7 +189,10 @@ def logcumsumexp(
 
   ``out[i] = log(sum_{j <= i, where[j]} exp(x[j]))`` (or ``j >= i`` with
   ``reverse=True``). Positions before the first valid entry are ``-inf``.
-  Uses an associative scan (O(n log n) work, O(log n) depth), no Python loop.
+  A loop over the list axis on XLA:CPU, XLA's cumulative reduction elsewhere,
+  with a hand-written gradient: reverse-mode differentiation (``jax.grad``,
+  ``jax.vjp``, nested too) works, forward mode (``jax.jvp``, ``jax.jacfwd``)
+  does not.
 
   >>> print(logcumsumexp(jnp.log(jnp.array([1., 2., 3.]))))
   [0.        1.0986123 1.7917595]
@@ -209,7 +212,71 @@ def logcumsumexp(
   if where is not None:
     x = jnp.where(jnp.asarray(where).astype(bool), x, -jnp.inf)
   axis = axis % x.ndim if x.ndim else 0
-  return lax.cumlogsumexp(x, axis=axis, reverse=reverse)
+  return _cumlogsumexp(x, axis, reverse)
+
+
+def _accumulate_logsumexp(x: Array, axis: int, reverse: bool) -> Array:
+  """The value of ``lax.cumlogsumexp``, computed the fast way per backend."""
+  if jax.default_backend() != "cpu" or not x.shape[axis]:
+    return lax.cumlogsumexp(x, axis=axis, reverse=reverse)
+
+  # XLA:CPU evaluates a cumulative logaddexp window by window, O(n^2): 23 ms
+  # at [512, 200], against 0.8 ms for this loop over the list axis, which
+  # compiles as fast.
+  def step(total, item):
+    total = jnp.logaddexp(total, item)
+    return total, total
+
+  items = jnp.moveaxis(x, axis, 0)
+  nothing = jnp.full(items.shape[1:], -jnp.inf, items.dtype)
+  _, out = lax.scan(step, nothing, items, reverse=reverse)
+  return jnp.moveaxis(out, 0, axis)
+
+
+# Differentiating `lax.cumlogsumexp` makes JAX rebuild it as an associative
+# scan and differentiate that: at [512, 200] the value and gradient compiled
+# in 3.3 s, against 0.6 s with the rule below.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _cumlogsumexp(x: Array, axis: int, reverse: bool) -> Array:
+  return _accumulate_logsumexp(x, axis, reverse)
+
+
+def _cumlogsumexp_fwd(x, axis, reverse):
+  out = _accumulate_logsumexp(x, axis, reverse)
+  return out, (x, out)
+
+
+def _cumlogsumexp_bwd(axis, reverse, residuals, g):
+  # d out[i] / d x[j] = exp(x[j] - out[i]) for each j that out[i] sums, so
+  # x[j] receives sum_i g[i] exp(x[j] - out[i]) over the i that sum j: a
+  # cumulative sum in the other direction. It runs in log space, with the
+  # positive and negative parts of g apart, so no term exceeds |g[i]|
+  # (x[j] <= out[i]) and nothing overflows. Both x and out are taken
+  # relative to the list's largest out first: large but close scores then
+  # lose no precision to rounding. out only grows along the accumulation,
+  # so its largest value is the last one accumulated.
+  x, out = residuals
+  if not out.shape[axis]:
+    return (jnp.zeros_like(x),)
+  summed = jnp.isfinite(out)
+  last = 0 if reverse else out.shape[axis] - 1
+  reference = lax.slice_in_dim(out, last, last + 1, axis=axis)
+  reference = jnp.where(jnp.isfinite(reference), reference, 0.0)
+  relative_out = jnp.where(summed, out - reference, 0.0)
+
+  def log_accumulated(part):
+    present = summed & (part > 0)
+    logs = jnp.log(jnp.where(present, part, 1.0)) - relative_out
+    logs = jnp.where(present, logs, -jnp.inf)
+    return _accumulate_logsumexp(logs, axis, not reverse)
+
+  relative_x = x - reference
+  positive = jnp.exp(relative_x + log_accumulated(g))
+  negative = jnp.exp(relative_x + log_accumulated(-g))
+  return (positive - negative,)
+
+
+_cumlogsumexp.defvjp(_cumlogsumexp_fwd, _cumlogsumexp_bwd)
 
 
 # ---------------------------------------------------------------------------

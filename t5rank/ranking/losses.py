@@ -1095,7 +1095,7 @@ def _unique_log_softmax_sorted(s, y, valid):
   sorted_scores = jnp.take_along_axis(s, order, axis=-1)
   # Masked items sort last; their (finite) scores never enter a prefix that
   # is read below, because `smaller` counts valid items only.
-  prefix = lax.cumlogsumexp(sorted_scores, axis=sorted_scores.ndim - 1)
+  prefix = _utils.logcumsumexp(sorted_scores)
   flat = lambda a: a.reshape(-1, size)
   smaller = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="left"))(
     flat(sorted_labels), flat(y)
@@ -1198,15 +1198,6 @@ def listmle_loss(
       terms, inputs.segments, where=sorted_valid
     )
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
-
-  # For each position: logsumexp of the valid scores placed at or after it
-  # (in its segment).
-  if inputs.segments is None:
-    lse = _utils.logcumsumexp(sorted_scores, where=sorted_valid, reverse=True)
-  else:
-    lse = _segments.segment_logcumsumexp(
-      sorted_scores, inputs.segments, where=sorted_valid, reverse=True
-    )
 
 
 @_ranking_loss()

@@ -100,6 +100,117 @@ def test_logcumsumexp_matches_rax(reverse):
   )
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_logcumsumexp_gradient_matches_float64_differences(reverse):
+  # Tied scores on purpose: Rax's logcumsumexp differentiates through its
+  # running maximum and is off where that maximum is tied (here 0.45 instead
+  # of 0.65 for one item), so the oracle is central differences in float64.
+  scores, where, _ = random_lists.random_lists(4, with_inf=False)
+  cotangent = np.asarray(jax.random.normal(jax.random.PRNGKey(0), scores.shape))
+  out, vjp = jax.vjp(
+    lambda s: _utils.logcumsumexp(s, where=where, reverse=reverse), scores
+  )
+  cotangent = np.where(np.isfinite(out), cotangent, 0.0)
+
+  def objective(x):
+    out = _logcumsumexp_float64(x, where, reverse, axis=-1)
+    return np.sum(cotangent * np.where(np.isfinite(out), out, 0.0))
+
+  x = np.asarray(scores, np.float64)
+  step = 1e-6
+  expected = np.zeros_like(x)
+  for index in np.ndindex(x.shape):
+    bump = np.zeros_like(x)
+    bump[index] = step
+    expected[index] = (objective(x + bump) - objective(x - bump)) / (2 * step)
+  got = vjp(jnp.asarray(cotangent, jnp.float32))[0]
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _logcumsumexp_float64(x, where, reverse, axis):
+  x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+  where = np.moveaxis(np.asarray(where), axis, -1)
+  n = x.shape[-1]
+  out = np.full(x.shape, -np.inf)
+  for i in range(n):
+    span = slice(i, n) if reverse else slice(0, i + 1)
+    terms = np.where(where[..., span], x[..., span], -np.inf)
+    peak = np.max(terms, axis=-1)
+    safe_peak = np.where(np.isfinite(peak), peak, 0.0)
+    with np.errstate(divide="ignore"):
+      total = np.log(np.sum(np.exp(terms - safe_peak[..., None]), axis=-1))
+    out[..., i] = total + safe_peak
+  return np.moveaxis(out, -1, axis)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_logcumsumexp_gradient_is_exact_over_a_wide_range(reverse, axis):
+  # Scores 200 apart: exp() of any one of them over another overflows
+  # float32, so only a shift-free, log-space gradient stays finite.
+  x = np.array(
+    [[150.0, -40.0, 0.0, 3.0, -200.0], [1.0, 2.0, 3.0, 4.0, 5.0]], np.float32
+  )
+  where = np.array([[1, 1, 0, 1, 1], [0, 0, 1, 0, 0]], bool)
+  if axis == 0:
+    x, where = x.T, where.T
+  g = np.array([[0.5, -2.0, 1.0, 3.0, -1.0], [1.0, 1.0, -1.0, 2.0, 0.0]])
+  g = g.T if axis == 0 else g
+  out, vjp = jax.vjp(
+    lambda s: _utils.logcumsumexp(s, where=where, reverse=reverse, axis=axis),
+    jnp.asarray(x),
+  )
+  expected = _logcumsumexp_float64(x, where, reverse, axis)
+  np.testing.assert_allclose(out, expected, rtol=1e-6)
+  g = np.where(np.isfinite(expected), g, 0.0)
+  # d out[i] / d x[j] = exp(x[j] - out[i]) over the j that out[i] sums.
+  n = x.shape[axis]
+  x_last, w_last = np.moveaxis(x, axis, -1), np.moveaxis(where, axis, -1)
+  out_last, g_last = np.moveaxis(expected, axis, -1), np.moveaxis(g, axis, -1)
+  want = np.zeros(x_last.shape)
+  for i in range(n):
+    for j in range(i, n) if reverse else range(i + 1):
+      if np.isfinite(out_last[..., i]).all():
+        want[..., j] += np.where(
+          w_last[..., j],
+          g_last[..., i] * np.exp(x_last[..., j] - out_last[..., i]),
+          0.0,
+        )
+      else:
+        rows = np.isfinite(out_last[..., i]) & w_last[..., j]
+        want[rows, j] += g_last[rows, i] * np.exp(
+          x_last[rows, j] - out_last[rows, i]
+        )
+  got = vjp(jnp.asarray(g, jnp.float32))[0]
+  # Exponents carry float32 rounding of the 350-wide spread: ~1e-5 relative.
+  np.testing.assert_allclose(
+    got, np.moveaxis(want, -1, axis), rtol=2e-5, atol=1e-6
+  )
+
+
+def test_logcumsumexp_second_derivative_matches_autodiff_of_the_xla_op():
+  scores = jnp.array([0.3, -1.0, 2.0, 0.5, 1.5])
+  where = jnp.array([True, True, False, True, True])
+  weights = jnp.array([1.0, -0.5, 2.0, 0.25, 3.0])
+
+  def hessian(fn):
+    total = lambda s: jnp.sum(
+      jnp.where(where, weights * fn(s, where=where, reverse=True), 0.0)
+    )
+    return jax.jacrev(jax.grad(total))(scores)
+
+  def differentiated_by_jax(x, where, reverse):
+    x = jnp.where(where, x, -jnp.inf)
+    return jax.lax.cumlogsumexp(x, axis=0, reverse=reverse)
+
+  np.testing.assert_allclose(
+    hessian(_utils.logcumsumexp),
+    hessian(differentiated_by_jax),
+    rtol=1e-5,
+    atol=1e-6,
+  )
+
+
 def test_safe_reduce_gives_zero_for_nothing_valid_and_keeps_real_nan():
   a = jnp.array([1.0, jnp.nan])
   assert (
