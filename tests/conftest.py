@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 
@@ -69,3 +71,47 @@ def _fresh_gin_main():
   _forget_gin_main_configurables()
   yield
   _forget_gin_main_configurables()
+
+
+@pytest.fixture(scope="session")
+def run_jax_processes():
+  """Runs a worker script as several JAX processes at once, as hosts would.
+
+  Process ``i`` of ``n`` gets the arguments ``i n port *args`` (``port`` a
+  free local port for the ``jax.distributed`` coordinator) and this run's
+  environment on CPU, without a device count (the worker sets its own). Every
+  process must exit 0; returns their standard outputs.
+  """
+
+  def run(worker, num_processes, args, timeout=900):
+    with socket.socket() as sock:
+      sock.bind(("localhost", 0))
+      port = sock.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = " ".join(
+      flag
+      for flag in env.get("XLA_FLAGS", "").split()
+      if not flag.startswith("--xla_force_host_platform_device_count")
+    )
+    procs = [
+      subprocess.Popen(
+        [sys.executable, worker, str(i), str(num_processes), str(port)]
+        + [str(arg) for arg in args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+      for i in range(num_processes)
+    ]
+    try:
+      logs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+    for p, (_, err) in zip(procs, logs):
+      assert p.returncode == 0, err[-4000:]
+    return [out for out, _ in logs]
+
+  return run

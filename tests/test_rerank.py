@@ -7,7 +7,6 @@ BM25 candidates, the top ``DEPTH`` reranked) with its checkpoint.
 
 import doctest
 import os
-import socket
 import subprocess
 import sys
 
@@ -334,48 +333,29 @@ def test_trained_ranker_beats_a_random_order_of_the_same_candidates(
   assert trained > random + 0.1, (trained, random)
 
 
-def _rerank_processes(checkpoint_path, output, num_processes):
+def _rerank_processes(
+  run_jax_processes, checkpoint_path, output, num_processes
+):
   """Runs tests/rerank_worker.py as ``num_processes`` JAX processes over 8
   CPU devices in all; returns the written run's text."""
-  with socket.socket() as sock:
-    sock.bind(("localhost", 0))
-    port = sock.getsockname()[1]
-  args = _rerank_flags(checkpoint_path, output, DEPTH)
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env["XLA_FLAGS"] = " ".join(
-    f
-    for f in env.get("XLA_FLAGS", "").split()
-    if not f.startswith("--xla_force_host_platform_device_count")
-  )
   worker = os.path.join(os.path.dirname(__file__), "rerank_worker.py")
-  procs = [
-    subprocess.Popen(
-      [sys.executable, worker, str(i), str(num_processes), str(port), "--"]
-      + args,
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(num_processes)
-  ]
-  try:
-    logs = [p.communicate(timeout=900) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, logs):
-    assert p.returncode == 0, err[-4000:]
+  args = _rerank_flags(checkpoint_path, output, DEPTH)
+  run_jax_processes(worker, num_processes, ["--", *args])
   assert not os.path.exists(output + ".partial")
   with open(output) as f:
     return f.read()
 
 
 @pytest.mark.slow
-def test_two_processes_write_the_run_of_one_process(checkpoint, tmp_path):
-  one = _rerank_processes(checkpoint, str(tmp_path / "one.trec"), 1)
-  two = _rerank_processes(checkpoint, str(tmp_path / "two.trec"), 2)
+def test_two_processes_write_the_run_of_one_process(
+  run_jax_processes, checkpoint, tmp_path
+):
+  one = _rerank_processes(
+    run_jax_processes, checkpoint, str(tmp_path / "one.trec"), 1
+  )
+  two = _rerank_processes(
+    run_jax_processes, checkpoint, str(tmp_path / "two.trec"), 2
+  )
   assert one == two
   rows = [line.split() for line in two.splitlines()]
   pairs = [(r[0], r[2]) for r in rows]

@@ -10,9 +10,6 @@ global batch (both shards concatenated).
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,53 +21,11 @@ pytestmark = pytest.mark.slow
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
-def _env():
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  # Keep conftest.py's compile flags; the worker sets its device count.
-  env["XLA_FLAGS"] = " ".join(
-    f
-    for f in env.get("XLA_FLAGS", "").split()
-    if not f.startswith("--xla_force_host_platform_device_count")
-  )
-  return env
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(run_jax_processes, tmp_path_factory):
   out = tmp_path_factory.mktemp("multihost")
-  port = _free_port()
-  procs = [
-    subprocess.Popen(
-      [sys.executable, WORKER, str(i), "2", str(port), str(out / "two")],
-      env=_env(),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  try:
-    logs = [p.communicate(timeout=900) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, (_, err) in zip(procs, logs):
-    assert p.returncode == 0, err[-4000:]
-  single = subprocess.run(
-    [sys.executable, WORKER, "0", "1", "0", str(out / "one")],
-    env=_env(),
-    capture_output=True,
-    text=True,
-    timeout=900,
-  )
-  assert single.returncode == 0, single.stderr[-4000:]
+  run_jax_processes(WORKER, 2, [out / "two"])
+  run_jax_processes(WORKER, 1, [out / "one"])
 
   def load(path):
     with open(path) as f:
