@@ -58,6 +58,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from t5rank.ranking import _label_order
 from t5rank.ranking import _pairs
 from t5rank.ranking import _segments
 from t5rank.ranking import _sorting
@@ -1038,8 +1039,8 @@ def unique_softmax_loss(
 
   over valid items (within each segment), each term multiplied by
   ``weights[i]``; ``gain_fn=None`` means gain 1. Without segments the
-  denominators come from one sort and a cumulative log-sum-exp
-  (``O(n log n)``), not from an ``[n, n]`` matrix.
+  denominators come from one sort by label and a pass over the groups of
+  equal labels (``O(n log n)``), not from an ``[n, n]`` matrix.
 
   >>> loss = unique_softmax_loss(jnp.array([0., 0., 0.]),
   ...                            jnp.array([2., 1., 0.]))
@@ -1073,36 +1074,15 @@ def unique_softmax_loss(
     reduce_fn=reduce_fn,
   )
   s, y, valid = inputs.scores, inputs.labels, inputs.valid
+  item_weights = jnp.ones_like(s) if gain_fn is None else gain_fn(y)
+  if inputs.weights is not None:
+    item_weights = item_weights * inputs.weights
   if inputs.segments is None:
-    log_p = _unique_log_softmax_sorted(s, y, valid)
+    per_list = -_label_order.weighted_log_likelihood(s, y, valid, item_weights)
   else:
     log_p = _unique_log_softmax_pairs(s, y, valid, inputs.segments)
-  terms = log_p
-  if inputs.weights is not None:
-    terms = terms * inputs.weights
-  if gain_fn is not None:
-    terms = terms * gain_fn(y)
-  per_list = -_list_sum(terms, inputs)
+    per_list = -_list_sum(log_p * item_weights, inputs)
   return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
-
-
-def _unique_log_softmax_sorted(s, y, valid):
-  """``s_i - log(e^{s_i} + sum_{j valid, y_j < y_i} e^{s_j})`` by sorting."""
-  size = s.shape[-1]
-  ascending = jnp.where(valid, y, jnp.inf)
-  order = jnp.argsort(ascending, axis=-1, stable=True)
-  sorted_labels = jnp.take_along_axis(ascending, order, axis=-1)
-  sorted_scores = jnp.take_along_axis(s, order, axis=-1)
-  # Masked items sort last; their (finite) scores never enter a prefix that
-  # is read below, because `smaller` counts valid items only.
-  prefix = _utils.logcumsumexp(sorted_scores)
-  flat = lambda a: a.reshape(-1, size)
-  smaller = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="left"))(
-    flat(sorted_labels), flat(y)
-  ).reshape(s.shape)
-  below = jnp.take_along_axis(prefix, jnp.maximum(smaller - 1, 0), axis=-1)
-  log_denominator = jnp.where(smaller > 0, jnp.logaddexp(s, below), s)
-  return jnp.where(valid, s - log_denominator, 0.0)
 
 
 def _unique_log_softmax_pairs(s, y, valid, segments):
