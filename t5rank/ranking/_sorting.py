@@ -45,6 +45,8 @@ Array = types.Array
 
 
 _INT32_MAX = 2**31 - 1
+# The key of masked items in `order_key` and `label_key`: after every other.
+MASKED_KEY = _INT32_MAX
 _NAN_KEY = 0x7F800001  # after every finite and infinite score, before masked.
 
 # Longest list sorted by a network on XLA:CPU. Above it compile time grows
@@ -230,8 +232,15 @@ def _network_argsort(key: Array) -> Array:
   return i[:n].T.reshape(*batch, n)
 
 
-def _label_key(labels: Array, where: Array | None) -> Array:
-  """int32 key ascending with ``labels``; masked items get the largest key."""
+def label_key(labels: Array, where: Array | None) -> Array:
+  """int32 key ascending with ``labels``; masked items get ``MASKED_KEY``.
+
+  Labels compare as float32; ``-0.0`` equals ``0.0``.
+
+  >>> print(label_key(jnp.array([1., -2., 0.]), None) < label_key(
+  ...     jnp.array([2., -1., -0.]), jnp.array([True, True, False])))
+  [ True  True  True]
+  """
   y = jnp.asarray(labels)
   if y.dtype != jnp.float32:
     y = y.astype(jnp.float32)
@@ -287,7 +296,7 @@ def ordered_pair_counts(
   for d in batch:
     size *= d
   k1 = order_key(scores, where_b).reshape(size, n).T
-  k2 = _label_key(labels, where_b).reshape(size, n).T
+  k2 = label_key(labels, where_b).reshape(size, n).T
   m = max(1, (n - 1).bit_length())
   padded = 1 << m
   if padded != n:
@@ -381,12 +390,12 @@ def _key_only_ordered_pair_counts(scores, labels, where):
   # Counts are summed as float32 while every count is exact in it (they
   # compile faster on XLA:CPU than integer sums), else as int32.
   dtype = jnp.float32 if n * (n - 1) // 2 < 2**24 else jnp.int32
-  label_key = _label_key(labels, where)
+  label_keys = label_key(labels, where)
   # One sort and one search for both keys (half the compile time of two).
   score_rank, label_rank = _dense_ranks(
-    jnp.stack([order_key(scores, where), label_key])
+    jnp.stack([order_key(scores, where), label_keys])
   )
-  valid = label_key != _INT32_MAX
+  valid = label_keys != MASKED_KEY
   # Masked items rank last by score and get label rank n, so nothing after
   # them has a smaller label and nothing before them a larger one.
   label_rank = jnp.where(valid, label_rank, n)
@@ -462,8 +471,8 @@ def _pairs_across_blocks(ids, width, num_ids, *, dtype):
 def _pairwise_ordered_pair_counts(scores, labels, where):
   """:func:`ordered_pair_counts` from ``[..., n, n]`` key comparisons."""
   score_key = order_key(scores, where)
-  label_key = _label_key(labels, where)
-  ordered = label_key[..., :, None] > label_key[..., None, :]
+  label_keys = label_key(labels, where)
+  ordered = label_keys[..., :, None] > label_keys[..., None, :]
   if where is not None:
     ordered = ordered & where[..., :, None] & where[..., None, :]
   correct = ordered & (score_key[..., :, None] < score_key[..., None, :])

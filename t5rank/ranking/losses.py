@@ -138,18 +138,20 @@ def _to_output_dtype(value, inputs):
   return value.astype(inputs.out_dtype)
 
 
-def _reduce_lists(per_list, inputs, reduce_fn):
+def _reduce_lists(per_list, inputs, reduce_fn, has_valid=None):
   """Reduces per-list (or per-segment) values over lists with a valid item.
 
   With ``segments`` the values keep the list axis (each item carries its
   segment's value) and only the first valid item of every segment counts.
+  ``has_valid`` (per list) saves the reduction of the mask where a loss
+  already knows it.
   """
   if inputs.segments is not None:
     mask = _segments.first_item_segment_mask(
       inputs.segments, where=inputs.valid
     )
   elif inputs.where is not None:
-    mask = _utils.any_valid(inputs.valid)
+    mask = _utils.any_valid(inputs.valid) if has_valid is None else has_valid
   else:
     mask = None
   return _utils.safe_reduce(per_list, where=mask, reduce_fn=reduce_fn)
@@ -1078,11 +1080,16 @@ def unique_softmax_loss(
   if inputs.weights is not None:
     item_weights = item_weights * inputs.weights
   if inputs.segments is None:
-    per_list = -_label_order.weighted_log_likelihood(s, y, valid, item_weights)
+    total, has_valid = _label_order.weighted_log_likelihood(
+      s, y, valid, item_weights
+    )
+    per_list = _reduce_lists(-total, inputs, reduce_fn, has_valid=has_valid)
   else:
     log_p = _unique_log_softmax_pairs(s, y, valid, inputs.segments)
-    per_list = -_list_sum(log_p * item_weights, inputs)
-  return _to_output_dtype(_reduce_lists(per_list, inputs, reduce_fn), inputs)
+    per_list = _reduce_lists(
+      -_list_sum(log_p * item_weights, inputs), inputs, reduce_fn
+    )
+  return _to_output_dtype(per_list, inputs)
 
 
 def _unique_log_softmax_pairs(s, y, valid, segments):

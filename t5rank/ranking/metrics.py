@@ -318,10 +318,10 @@ def mrr_metric(
     hits = relevant & _retrieved(scores, where)
     iota = lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
     best = jnp.min(
-      jnp.where(hits, okey, _sorting._INT32_MAX),
+      jnp.where(hits, okey, _sorting.MASKED_KEY),
       axis=-1,
       keepdims=True,
-      initial=_sorting._INT32_MAX,
+      initial=_sorting.MASKED_KEY,
     )
     first = jnp.min(
       jnp.where(hits & (okey == best), iota, n),

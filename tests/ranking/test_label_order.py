@@ -17,19 +17,28 @@ IMPLEMENTATIONS = {
   "loop": _label_order._earlier_groups_loop,
   "cumulative": _label_order._earlier_groups_cumulative,
 }
+LATER_IMPLEMENTATIONS = {
+  "loop": _label_order._later_groups_loop,
+  "cumulative": _label_order._later_groups_cumulative,
+}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def implementation(request, monkeypatch):
-  """Runs a test once with each way of summing the earlier groups.
+  """Runs a test once with each way of summing over groups.
 
-  XLA:CPU takes the loop and GPU/TPU the cumulative ops; both run here.
+  XLA:CPU takes the loops and GPU/TPU the cumulative ops; both run here.
   """
-  chosen = IMPLEMENTATIONS[request.param]
+  earlier = IMPLEMENTATIONS[request.param]
   monkeypatch.setattr(
     _label_order,
     "earlier_groups_logsumexp",
-    lambda x, keys, reverse=False: chosen(x, keys, reverse),
+    lambda x, keys, reverse=False: earlier(x, keys, reverse),
+  )
+  monkeypatch.setattr(
+    _label_order,
+    "later_groups_weighted_sum",
+    LATER_IMPLEMENTATIONS[request.param],
   )
   return request.param
 
@@ -62,6 +71,27 @@ def test_earlier_groups_logsumexp_matches_a_loop_over_groups(name, reverse):
   )
 
 
+@pytest.mark.parametrize("name", sorted(LATER_IMPLEMENTATIONS))
+def test_later_groups_weighted_sum_matches_a_loop_over_groups(name):
+  rng = np.random.default_rng(1)
+  keys = np.sort(rng.integers(0, 4, size=(5, 11)), axis=1).astype(np.int32)
+  keys[2] = 1
+  e = rng.uniform(0, 300, size=(5, 11))  # exp(e) alone overflows float32
+  t = -e.max(axis=1, keepdims=True) - rng.uniform(0, 5, size=(5, 11))
+  c = rng.normal(size=(5, 11))
+  c[0, 3:] = 0.0
+  expected = np.zeros((5, 11))
+  for r in range(5):
+    for k in range(11):
+      later = keys[r] > keys[r, k]
+      expected[r, k] = np.sum(c[r, later] * np.exp(t[r, k] + e[r, later]))
+  cast = lambda a: jnp.asarray(a, jnp.float32)
+  got = LATER_IMPLEMENTATIONS[name](
+    cast(t), cast(e), cast(c), jnp.asarray(keys)
+  )
+  np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-6)
+
+
 def _direct_log_likelihood(scores, labels, valid, item_weights):
   """``sum_i w_i log p_i`` from the ``[n, n]`` comparison matrix."""
   competes = (labels[..., None, :] < labels[..., :, None]) & valid[..., None, :]
@@ -90,7 +120,7 @@ def test_value_and_gradients_equal_the_direct_form(seed, implementation):
     def total(fn):
       return lambda s, w: jnp.sum(list_weights * fn(s, labels, valid, w))
 
-    ours = total(_label_order.weighted_log_likelihood)
+    ours = total(lambda *a: _label_order.weighted_log_likelihood(*a)[0])
     direct = total(_direct_log_likelihood)
     np.testing.assert_allclose(ours(scores, weights), direct(scores, weights))
     for got, expected in zip(
@@ -105,7 +135,7 @@ def test_gradient_matches_float64_central_differences(implementation):
     scores, labels, valid, weights = _inputs(3, shape=(12,))
     fn = lambda s: _label_order.weighted_log_likelihood(
       s, labels, valid, weights
-    )
+    )[0]
     grad = np.asarray(jax.grad(fn)(scores))
     step = 1e-6
     for i in range(scores.shape[0]):
@@ -121,7 +151,9 @@ def test_gradient_is_exact_far_from_zero_and_finite_far_apart(implementation):
   labels = jnp.array([0.0, 1.0, 2.0, 1.0])
   valid = jnp.ones(4, bool)
   weights = jnp.array([1.0, 2.0, 3.0, -1.0])
-  fn = lambda s: _label_order.weighted_log_likelihood(s, labels, valid, weights)
+  fn = lambda s: _label_order.weighted_log_likelihood(
+    s, labels, valid, weights
+  )[0]
   scores = jnp.array([-3.0, 0.0, 1.0, -1.0]) - 300.0
   with jax.enable_x64():
     expected = jax.grad(
@@ -141,7 +173,7 @@ def test_second_derivatives_equal_the_direct_form(implementation):
       jax.grad(
         lambda s: _label_order.weighted_log_likelihood(
           s, labels, valid, weights
-        )
+        )[0]
       )
     )(scores)
     direct = jax.hessian(
@@ -153,7 +185,7 @@ def test_second_derivatives_equal_the_direct_form(implementation):
 def test_masked_items_get_zero_gradient_and_add_nothing(implementation):
   scores, labels, valid, weights = _inputs(5, dtype=np.float32)
   fn = lambda s: jnp.sum(
-    _label_order.weighted_log_likelihood(s, labels, valid, weights)
+    _label_order.weighted_log_likelihood(s, labels, valid, weights)[0]
   )
   grad = jax.grad(fn)(scores)
   np.testing.assert_array_equal(jnp.where(valid, 0.0, grad), 0.0)
@@ -167,10 +199,20 @@ def test_lists_with_no_valid_item_and_an_empty_list_axis_give_zero():
     fn = lambda s: _label_order.weighted_log_likelihood(
       s, jnp.zeros(shape), jnp.zeros(shape, bool), jnp.ones(shape)
     )
-    value, grad = jax.value_and_grad(lambda s: jnp.sum(fn(s)))(scores)
-    assert fn(scores).shape == (2,)
-    assert value == 0.0
+    total, has_valid = fn(scores)
+    np.testing.assert_array_equal(total, jnp.zeros(2))
+    np.testing.assert_array_equal(has_valid, jnp.zeros(2, bool))
+    grad = jax.grad(lambda s: jnp.sum(fn(s)[0]))(scores)
     np.testing.assert_array_equal(grad, jnp.zeros(shape))
+
+
+def test_has_valid_tells_lists_with_a_valid_item_whatever_its_label():
+  labels = jnp.array([[jnp.inf, 1.0], [jnp.nan, 0.0], [-jnp.inf, 2.0]])
+  valid = jnp.array([[True, False], [True, False], [False, False]])
+  _, has_valid = _label_order.weighted_log_likelihood(
+    jnp.zeros((3, 2)), labels, valid, jnp.ones((3, 2))
+  )
+  np.testing.assert_array_equal(has_valid, [True, True, False])
 
 
 def test_doctests_pass():
