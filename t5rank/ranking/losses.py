@@ -1083,13 +1083,13 @@ def unique_softmax_loss(
     total, has_valid = _label_order.weighted_log_likelihood(
       s, y, valid, item_weights
     )
-    per_list = _reduce_lists(-total, inputs, reduce_fn, has_valid=has_valid)
+    loss = _reduce_lists(-total, inputs, reduce_fn, has_valid=has_valid)
   else:
     log_p = _unique_log_softmax_pairs(s, y, valid, inputs.segments)
-    per_list = _reduce_lists(
+    loss = _reduce_lists(
       -_list_sum(log_p * item_weights, inputs), inputs, reduce_fn
     )
-  return _to_output_dtype(per_list, inputs)
+  return _to_output_dtype(loss, inputs)
 
 
 def _unique_log_softmax_pairs(s, y, valid, segments):
