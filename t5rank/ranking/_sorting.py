@@ -32,7 +32,6 @@ but the networks compile in a fraction of a second.
 """
 
 from collections.abc import Sequence
-import math
 
 import jax
 from jax import lax
@@ -71,16 +70,16 @@ def uses_sorting_network(list_size: int) -> bool:
   )
 
 
-# Longest list for key-only sorts: ``rank * n + position`` (OPA's counts) and
-# a 16-bit digit with a position (argsorts) must fit in int32.
-_KEY_ONLY_MAX_LIST_SIZE = 46340
+# Longest list for key-only sorts: OPA's keys ``2 * (rank * (n + 1) + label
+# rank)`` and a 16-bit digit with a position (argsorts) must fit in int32.
+_KEY_ONLY_MAX_LIST_SIZE = 32767
 
 
 def uses_key_only_sorts(list_size: int) -> bool:
   """Whether lists of ``list_size`` items are sorted as lone int32 arrays.
 
   True on XLA:CPU for lists longer than the sorting networks take, up to
-  46,340 items (so ``list_size**2`` fits in int32). There XLA sorts a lone
+  32,767 items (so ``2 * list_size**2`` fits in int32). There XLA sorts a lone
   int32 operand without comparator calls, 5-7x faster than a sort that
   carries positions along; a stable argsort then costs two such sorts and two
   gathers. Decided when a function is traced.
@@ -111,11 +110,6 @@ def _count_less(sorted_keys: Array, keys: Array) -> Array:
     return jnp.where((candidate <= n) & (probe < keys), candidate, below)
 
   return lax.fori_loop(0, steps, step, jnp.zeros(keys.shape, jnp.int32))
-
-
-def _dense_ranks(keys: Array) -> Array:
-  """Per key, how many keys of its row are smaller (0-based; ties share)."""
-  return _count_less(jnp.sort(keys, axis=-1), keys)
 
 
 def _key_only_argsort(key: Array) -> Array:
@@ -244,7 +238,9 @@ def label_key(labels: Array, where: Array | None) -> Array:
   y = jnp.asarray(labels)
   if y.dtype != jnp.float32:
     y = y.astype(jnp.float32)
-  bits = lax.bitcast_convert_type(y + 0.0, jnp.int32)
+  # One key for every NaN (after +inf), never the masked items' key.
+  y = jnp.where(jnp.isnan(y), jnp.nan, y + 0.0)
+  bits = lax.bitcast_convert_type(y, jnp.int32)
   key = jnp.where(bits < 0, bits ^ jnp.int32(_INT32_MAX), bits)
   if where is not None:
     key = jnp.where(where, key, jnp.int32(_INT32_MAX))
@@ -264,25 +260,28 @@ def _compare_exchange_steps(padded):
 
 def ordered_pair_counts(
   scores: Array, labels: Array, where: Array | None = None
-):
-  """Per list: (#pairs with y_i > y_j and s_i > s_j, #pairs with y_i > y_j).
+) -> tuple[Array, Array, Array | None]:
+  """Per list: #pairs with y_i > y_j and s_i > s_j, #pairs with y_i > y_j,
+  and whether the list has a valid item (None without ``where``).
 
-  Counts over valid items without an ``[n, n]`` matrix: sort by (score
-  descending, label ascending) so tied scores never count, then count label
-  inversions with a merge-sort-shaped bitonic network (each merge counts, for
-  every left-block item, the right-block items with a smaller label).
-  O(n log^2 n) work. Valid ``NaN`` scores rank last. Longer lists on XLA:CPU
-  (:func:`uses_key_only_sorts`) count the same inversions with lone int32
-  sorts in blocks, O(n^1.5); GPU and TPU compare all ``[n, n]`` pairs of the
-  same keys.
+  The counts are float32 (exact below 2**24) and ``NaN`` for a list with a
+  valid ``NaN`` label. They come without an ``[n, n]`` matrix: sort by
+  (score descending, label ascending) so tied scores never count, then count
+  label inversions with a merge-sort-shaped bitonic network (each merge
+  counts, for every left-block item, the right-block items with a smaller
+  label). O(n log^2 n) work. Valid ``NaN`` scores rank last. Longer lists on
+  XLA:CPU (:func:`uses_key_only_sorts`) count the same inversions with one
+  lone int32 sort per merge level, also O(n log^2 n); GPU and TPU compare
+  all ``[n, n]`` pairs of the same keys.
 
-  >>> correct, pairs = ordered_pair_counts(jnp.array([3., 1., 2.]),
-  ...                                      jnp.array([2., 1., 0.]))
+  >>> correct, pairs, _ = ordered_pair_counts(jnp.array([3., 1., 2.]),
+  ...                                         jnp.array([2., 1., 0.]))
   >>> print(correct, pairs)
-  2 3
+  2.0 3.0
   """
   scores = jnp.asarray(scores)
-  *batch, n = scores.shape
+  labels = jnp.asarray(labels)
+  n = scores.shape[-1]
   where_b = (
     None
     if where is None
@@ -290,8 +289,31 @@ def ordered_pair_counts(
   )
   if uses_key_only_sorts(n):
     return _key_only_ordered_pair_counts(scores, labels, where_b)
-  if not uses_sorting_network(n):
-    return _pairwise_ordered_pair_counts(scores, labels, where_b)
+  if uses_sorting_network(n):
+    correct, pairs = _network_ordered_pair_counts(scores, labels, where_b)
+  else:
+    correct, pairs = _pairwise_ordered_pair_counts(scores, labels, where_b)
+  correct, pairs = _nan_if_nan_label(correct, pairs, labels, where_b)
+  has_valid = None if where_b is None else jnp.any(where_b, axis=-1)
+  return correct, pairs, has_valid
+
+
+def _nan_if_nan_label(correct, pairs, labels, where):
+  """float32 counts, ``NaN`` for lists with a valid ``NaN`` label."""
+  nan_label = jnp.isnan(labels)
+  if where is not None:
+    nan_label = nan_label & where
+  nan_label = jnp.any(nan_label, axis=-1)
+  return (
+    jnp.where(nan_label, jnp.nan, correct.astype(jnp.float32)),
+    jnp.where(nan_label, jnp.nan, pairs.astype(jnp.float32)),
+  )
+
+
+def _network_ordered_pair_counts(scores, labels, where_b):
+  """:func:`ordered_pair_counts` (int32, without the ``NaN`` rule) from
+  sorting networks (XLA:CPU, short lists)."""
+  *batch, n = scores.shape
   size = 1
   for d in batch:
     size *= d
@@ -379,93 +401,97 @@ def _key_only_ordered_pair_counts(scores, labels, where):
 
   Items are put in ranking order with tied scores by ascending label, so a
   pair counts exactly when an earlier item has a larger label: the count is
-  the number of inversions of that label sequence. Cut into blocks of
-  ``w ~ sqrt(n)`` items, inversions inside a block are compared directly;
-  inversions across blocks are pairs that come in block order once the items
-  are re-sorted by label (descending), counted the same way on that sequence
-  of block ids, from per-block histograms. O(n^1.5) work; every sort sorts
-  one int32 array.
+  the number of inversions of that label sequence, which
+  :func:`_merge_inversions` counts. Scores and labels are first replaced by
+  their dense ranks (how many keys of the list are smaller) so that both fit
+  in one int32 sort key. O(n log^2 n) work; every sort sorts one int32 array.
   """
   n = scores.shape[-1]
-  # Counts are summed as float32 while every count is exact in it (they
-  # compile faster on XLA:CPU than integer sums), else as int32.
-  dtype = jnp.float32 if n * (n - 1) // 2 < 2**24 else jnp.int32
   label_keys = label_key(labels, where)
   # One sort and one search for both keys (half the compile time of two).
-  score_rank, label_rank = _dense_ranks(
-    jnp.stack([order_key(scores, where), label_keys])
-  )
+  keys = jnp.stack([order_key(scores, where), label_keys])
+  sorted_keys = jnp.sort(keys, axis=-1)
+  score_rank, label_rank = _count_less(sorted_keys, keys)
+  # Masked items sort last: a list has a valid item if its first one is.
+  has_valid = None if where is None else sorted_keys[1, ..., 0] != MASKED_KEY
   valid = label_keys != MASKED_KEY
   # Masked items rank last by score and get label rank n, so nothing after
   # them has a smaller label and nothing before them a larger one.
   label_rank = jnp.where(valid, label_rank, n)
-  pairs = jnp.sum(jnp.where(valid, label_rank, 0).astype(dtype), axis=-1)
+  # Each item's share of the pairs: the valid items with a smaller label.
+  smaller = jnp.where(valid, label_rank, 0)
   base = n + 1
-  ranked = jnp.sort(score_rank * base + label_rank, axis=-1)
-  labels_in_order = lax.rem(ranked, jnp.int32(base))
-
-  width = min(n, max(32, math.isqrt(n - 1) + 1))
-  blocks = -(-n // width)
-  block = lax.broadcasted_iota(jnp.int32, ranked.shape, ranked.ndim - 1)
-  block = block // width
-  # By label descending; equal labels by block descending, so they never
-  # count as a pair in block order.
-  by_label = jnp.sort(
-    (n - labels_in_order) * blocks + (blocks - 1 - block), axis=-1
-  )
-  blocks_by_label = blocks - 1 - lax.rem(by_label, jnp.int32(blocks))
-  # Inversions inside blocks of both sequences in one pass: block ids in
-  # increasing order are inversions of their negation.
-  inside = _inversions_in_blocks(
-    jnp.stack([labels_in_order, -blocks_by_label]), width, fill=n, dtype=dtype
-  )
-  across = _pairs_across_blocks(blocks_by_label, width, blocks, dtype=dtype)
-  correct = inside[0] + inside[1] + across
-  return correct.astype(jnp.int32), pairs.astype(jnp.int32)
+  ranked = jnp.sort(2 * (score_rank * base + label_rank), axis=-1)
+  if _inversion_count_dtype(n) == jnp.int32:
+    pairs = jnp.sum(smaller, axis=-1)
+    correct = _merge_inversions(ranked, base, jnp.zeros_like(smaller))
+    return (*_nan_if_nan_label(correct, pairs, labels, where), has_valid)
+  # A valid NaN label makes its list's counts NaN through the sums, and the
+  # merge count starts from the pair shares (minus their sum) instead of
+  # zeros: on XLA:CPU both save a kernel each.
+  nan_label = jnp.isnan(labels) if where is None else jnp.isnan(labels) & where
+  smaller = jnp.where(nan_label, jnp.nan, smaller.astype(jnp.float32))
+  pairs = jnp.sum(smaller, axis=-1)
+  correct = _merge_inversions(ranked, base, smaller) - pairs
+  return correct, pairs, has_valid
 
 
-def _blocked(x, width, fill):
-  """``[..., n]`` -> ``[..., ceil(n / width), width]``, padded with ``fill``."""
-  *batch, n = x.shape
-  blocks = -(-n // width)
-  if blocks * width != n:
-    pad = jnp.full(tuple(batch) + (blocks * width - n,), fill, x.dtype)
-    x = jnp.concatenate([x, pad], -1)
-  return x.reshape(tuple(batch) + (blocks, width))
+def _inversion_count_dtype(n):
+  """float32 while every partial sum of :func:`_merge_inversions` (started
+  from the pair shares) is exact in it, else int32."""
+  levels = max(1, (n - 1).bit_length())
+  exact = n * n // 2 + n * 2 ** (levels + 1) <= 2**24
+  return jnp.float32 if exact else jnp.int32
 
 
-def _inversions_in_blocks(x, width, *, fill, dtype):
-  """Per list, #pairs i < j in the same block of ``width`` with x_i > x_j.
+def _merge_inversions(ranked, base, start):
+  """Per list, #pairs i < j with x_i > x_j plus the sum of ``start``, from
+  ``ranked = 2 * (r * base + x)`` sorted ascending, ``0 <= x < base``.
 
-  ``fill`` pads the last block and must be at least every value of ``x``.
+  A merge sort without merges: at level k every block of 2^k positions is
+  sorted as one int32 key (block, x, half), so each item of a right half
+  lands after exactly the left-half items with an equal or smaller x. The
+  right item at position p in its block, r-th among the right items, has
+  p - r of them before it, hence L - p + r inversions with the left half
+  of size L; summed over the block that is L R + R (R - 1) / 2 minus the
+  positions of the right items. The sort only moves items within their
+  block, so the next level reads x from the sorted keys. O(n log^2 n).
+
+  >>> x = jnp.array([2, 0, 1])  # inversions (2, 0) and (2, 1)
+  >>> print(_merge_inversions(2 * (jnp.arange(3) * 3 + x), 3, jnp.zeros(3)))
+  2.0
   """
-  x = _blocked(x, width, fill)
-  earlier = jnp.asarray(np.triu(np.ones((width, width), bool), 1))
-  inverted = earlier & (x[..., :, None] > x[..., None, :])
-  return jnp.sum(inverted, axis=(-3, -2, -1), dtype=dtype)
+  n = ranked.shape[-1]
+  levels = max(1, (n - 1).bit_length())
+  position = jnp.asarray(np.arange(n, dtype=np.int32))
+
+  def right_positions(keys, level):
+    within = jnp.bitwise_and(position, jnp.left_shift(1, level) - 1)
+    right = jnp.bitwise_and(keys, 1) == 1
+    return jnp.where(right, within, 0).astype(start.dtype)
+
+  def merge_level(level, carry):
+    keys, count = carry
+    x = lax.rem(jnp.right_shift(keys, 1), jnp.int32(base))
+    block = jnp.right_shift(position, level)
+    half = jnp.bitwise_and(jnp.right_shift(position, level - 1), 1)
+    keys = jnp.sort(2 * (block * base + x) + half, axis=-1)
+    return keys, count - right_positions(keys, level)
+
+  _, count = lax.fori_loop(1, levels + 1, merge_level, (ranked, start))
+  return _left_right_pairs(n, levels) + jnp.sum(count, axis=-1)
 
 
-def _pairs_across_blocks(ids, width, num_ids, *, dtype):
-  """Per list, #pairs i < j in different blocks of ``width`` with
-  ids_i < ids_j, for ``ids`` in ``[0, num_ids)`` (``-1`` never counts).
-
-  From a histogram of ids per block: for every block and id, the items of
-  earlier blocks with a smaller id (two products with triangular matrices,
-  exact in float32: each entry is at most the list size).
-  """
-  x = _blocked(ids, width, -1)
-  counts = jnp.sum(
-    x[..., None] == jnp.arange(num_ids), axis=-2, dtype=jnp.float32
-  )  # [..., blocks, num_ids]
-  blocks = counts.shape[-2]
-  earlier = jnp.asarray(np.tril(np.ones((blocks, blocks), np.float32), -1))
-  smaller = jnp.asarray(np.triu(np.ones((num_ids, num_ids), np.float32), 1))
-  seen_smaller = jnp.matmul(
-    jnp.matmul(earlier, counts, precision=lax.Precision.HIGHEST),
-    smaller,
-    precision=lax.Precision.HIGHEST,
-  )
-  return jnp.sum(seen_smaller.astype(dtype) * counts.astype(dtype), (-2, -1))
+def _left_right_pairs(n, levels):
+  """Sum over levels and blocks of L R + R (R - 1) / 2 (see above)."""
+  total = 0
+  for level in range(1, levels + 1):
+    half = 1 << (level - 1)
+    full, rest = divmod(n, 2 * half)
+    left, right = min(half, rest), max(0, rest - half)
+    total += full * (half * half + half * (half - 1) // 2)
+    total += left * right + right * (right - 1) // 2
+  return total
 
 
 def _pairwise_ordered_pair_counts(scores, labels, where):

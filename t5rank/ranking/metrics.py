@@ -172,15 +172,17 @@ def _reduce_over_lists(
   exclude_lists_without_relevant,
   reduce_fn,
   labels=None,
+  list_where=None,
 ):
   """Masks empty lists (and optionally lists without relevant items), reduces.
 
   ``values`` is per list (``[...]``) or, with segments, per item
   (``[..., n]``, the segment's value on each of its items). A list (segment)
   with a ``NaN`` label on a valid item gets ``NaN`` and always counts.
+  ``list_where``, the lists with a valid item, is derived from ``where``
+  unless given (then without ``labels``).
   """
   del name
-  list_where = None
   if labels is not None and segments is None and where is not None:
     # One reduction finds both the lists with a valid item and those with a
     # NaN label on one (a valid item counts 1, a valid NaN label 2).
@@ -856,19 +858,32 @@ def opa_metric(
     name, scores, labels, where, segments=segments
   )
   if segments is None:
-    n_correct, n_pairs = _sorting.ordered_pair_counts(scores, labels, where)
-  else:
-    ordered = labels[..., :, None] > labels[..., None, :]
-    if where is not None:
-      ordered = ordered & where[..., :, None] & where[..., None, :]
-    ordered = ordered & _segments.same_segment_mask(segments)
-    correct = ordered & (scores[..., :, None] > scores[..., None, :])
-    n_pairs = _segments.segment_sum(
-      jnp.sum(ordered, -1, dtype=jnp.int32), segments
+    # NaN labels and lists without a valid item are already accounted for.
+    n_correct, n_pairs, has_valid = _sorting.ordered_pair_counts(
+      scores, labels, where
     )
-    n_correct = _segments.segment_sum(
-      jnp.sum(correct, -1, dtype=jnp.int32), segments
+    values = n_correct / jnp.maximum(n_pairs, 1.0)
+    return _reduce_over_lists(
+      name,
+      values,
+      where=where,
+      segments=None,
+      has_relevant=~(n_pairs <= 0),  # NaN lists always count.
+      exclude_lists_without_relevant=exclude_lists_without_relevant,
+      reduce_fn=reduce_fn,
+      list_where=has_valid,
     )
+  ordered = labels[..., :, None] > labels[..., None, :]
+  if where is not None:
+    ordered = ordered & where[..., :, None] & where[..., None, :]
+  ordered = ordered & _segments.same_segment_mask(segments)
+  correct = ordered & (scores[..., :, None] > scores[..., None, :])
+  n_pairs = _segments.segment_sum(
+    jnp.sum(ordered, -1, dtype=jnp.int32), segments
+  )
+  n_correct = _segments.segment_sum(
+    jnp.sum(correct, -1, dtype=jnp.int32), segments
+  )
   values = n_correct.astype(jnp.float32) / jnp.maximum(n_pairs, 1).astype(
     jnp.float32
   )

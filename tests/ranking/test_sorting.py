@@ -179,10 +179,11 @@ def test_key_only_sorts_on_cpu_between_the_networks_and_int32_overflow():
   on_cpu = jax.default_backend() == "cpu"
   assert not _sorting.uses_key_only_sorts(8)
   assert _sorting.uses_key_only_sorts(33) == on_cpu
-  assert _sorting.uses_key_only_sorts(46340) == on_cpu
-  # rank * n + position would overflow int32 beyond 46,340 items.
-  assert 46340**2 < 2**31 <= 46341**2
-  assert not _sorting.uses_key_only_sorts(46341)
+  assert _sorting.uses_key_only_sorts(32767) == on_cpu
+  # OPA's largest key, 2 * ((n - 1) * (n + 1) + n), overflows int32 beyond
+  # 32,767 items.
+  assert 2 * (32766 * 32768 + 32767) < 2**31 <= 2 * (32767 * 32769 + 32768)
+  assert not _sorting.uses_key_only_sorts(32768)
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 33, 200])
@@ -245,9 +246,11 @@ def test_every_sort_gives_the_same_values_and_pair_counts(
   scores[1, -1] = -np.inf
   labels = rng.integers(0, 3, (3, n)).astype(np.float32)
   where = rng.random((3, n)) > 0.2
-  correct, pairs = _sorting.ordered_pair_counts(
+  where[2] = False
+  correct, pairs, has_valid = _sorting.ordered_pair_counts(
     jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(where)
   )
+  np.testing.assert_array_equal(has_valid, [True, True, False])
   for b in range(3):
     s, nan = scores[b], np.isnan(scores[b])
     ordered = (
@@ -259,3 +262,34 @@ def test_every_sort_gives_the_same_values_and_pair_counts(
     ahead = (~nan[:, None] & nan[None, :]) | (s[:, None] > s[None, :])
     assert pairs[b] == ordered.sum()
     assert correct[b] == (ordered & ahead).sum()
+
+
+@pytest.mark.parametrize("method, n", _every_sort([2, 9, 100]))
+def test_pair_counts_are_nan_only_for_a_valid_nan_label(method, n, monkeypatch):
+  _use_sort(method, monkeypatch)
+  labels = np.zeros((3, n), np.float32)
+  labels[:, -1] = 1.0
+  labels[:2, 0] = np.nan
+  where = np.ones((3, n), bool)
+  where[1, 0] = False  # a masked NaN label does not count
+  correct, pairs, _ = _sorting.ordered_pair_counts(
+    jnp.zeros((3, n)), jnp.asarray(labels), jnp.asarray(where)
+  )
+  assert np.isnan(correct[0]) and np.isnan(pairs[0])
+  np.testing.assert_array_equal(pairs[1:], [n - 2, n - 1])
+  np.testing.assert_array_equal(correct[1:], [0, 0])
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 33, 200, 257, 3000])
+def test_merge_inversions_count_every_inverted_pair(n):
+  rng = np.random.default_rng(n)
+  lists = 1 if n > 1000 else 4
+  x = rng.integers(0, min(n, 7) + 1, (lists, n))
+  ranked = 2 * (np.arange(n) * (n + 1) + x)
+  expected = [np.sum(np.triu(row[:, None] > row[None, :], 1)) for row in x]
+  dtype = _sorting._inversion_count_dtype(n)
+  assert (dtype == jnp.int32) == (n == 3000)
+  counts = _sorting._merge_inversions(
+    jnp.asarray(ranked, jnp.int32), n + 1, jnp.zeros((lists, n), dtype)
+  )
+  np.testing.assert_array_equal(counts, expected)
