@@ -5,7 +5,8 @@ cases time the forward pass, 'loss' cases time value and gradient w.r.t. the
 scores. Inputs: 10% of items masked, 10% positive (binary labels), boolean
 masks, float32 normal scores. Next to the run times it prints each
 function's compile time (tracing, lowering and XLA compilation of fresh
-``jax.jit``s, the fastest of three) for both libraries, in the same process.
+``jax.jit``s, the fastest of three) for both libraries, in the same process,
+the two libraries taking turns.
 
   python benchmarks/ranking_ops.py --rax_path=/work/ext/rax
 
@@ -188,47 +189,59 @@ def _inputs(batch, size, seed=0):
   return jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(where)
 
 
-def _timer(
-  case_fn, kind, needs_key, scores, labels, where, repeats, compile_repeats
-):
-  """(compile s, median ms, min ms) of a jit-compiled call.
-
-  Compile time is the fastest of ``compile_repeats`` times
-  ``jit(...).lower(...).compile()`` of a fresh function (no cache hit),
-  tracing included: the first compile in a process also pays one-time costs
-  (JAX's tracing caches, XLA's first use of an op) that would otherwise fall
-  on whichever library is timed first. Run times are taken after a warm-up.
-  """
+def _jit(case_fn, kind, needs_key):
+  """A fresh ``jax.jit`` of the case (no compilation cache hit)."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  def fresh():
-    if kind == "loss":
-      if needs_key:
-        return jax.jit(
-          jax.value_and_grad(lambda s, y, w, k: case_fn(s, y, where=w, key=k))
-        )
-      return jax.jit(jax.value_and_grad(lambda s, y, w: case_fn(s, y, where=w)))
+  if kind == "loss":
     if needs_key:
-      return jax.jit(lambda s, y, w, k: case_fn(s, y, where=w, key=k))
-    return jax.jit(lambda s, y, w: case_fn(s, y, where=w))
+      return jax.jit(
+        jax.value_and_grad(lambda s, y, w, k: case_fn(s, y, where=w, key=k))
+      )
+    return jax.jit(jax.value_and_grad(lambda s, y, w: case_fn(s, y, where=w)))
+  if needs_key:
+    return jax.jit(lambda s, y, w, k: case_fn(s, y, where=w, key=k))
+  return jax.jit(lambda s, y, w: case_fn(s, y, where=w))
+
+
+def _timer(
+  case_fns, kind, needs_key, scores, labels, where, repeats, compile_repeats
+):
+  """Per function: (compile s, median ms, min ms) of a jit-compiled call.
+
+  Compile time is the fastest of ``compile_repeats`` times
+  ``jit(...).lower(...).compile()`` of a fresh function, tracing included.
+  The functions (t5rank's and Rax's) take turns compiling, so that a change
+  in machine load between them falls on both: the first compile in a
+  process also pays one-time costs (JAX's tracing caches, XLA's first use of
+  an op), and a shared 2-core machine drifts by 10-30% within a minute. Run
+  times are taken per function after a warm-up (taking turns there would
+  time each call with the other's data in the caches).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
 
   args = (scores, labels, where)
   if needs_key:
     args += (jax.random.PRNGKey(0),)
-  compile_times = []
+  compile_times = [[] for _ in case_fns]
+  compiled = [None for _ in case_fns]
   for _ in range(max(1, compile_repeats)):
-    start = time.perf_counter()
-    fn = fresh().lower(*args).compile()
-    compile_times.append(time.perf_counter() - start)
-  compile_s = min(compile_times)
-  jax.block_until_ready(fn(*args))
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
+    for i, case_fn in enumerate(case_fns):
+      start = time.perf_counter()
+      compiled[i] = _jit(case_fn, kind, needs_key).lower(*args).compile()
+      compile_times[i].append(time.perf_counter() - start)
+  times = [[] for _ in case_fns]
+  for fn, fn_times in zip(compiled, times):
     jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return compile_s, 1e3 * statistics.median(times), 1e3 * min(times)
+    jax.block_until_ready(fn(*args))
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      fn_times.append(time.perf_counter() - start)
+  return [
+    (min(c), 1e3 * statistics.median(t), 1e3 * min(t))
+    for c, t in zip(compile_times, times)
+  ]
 
 
 def main(argv=None):
@@ -290,16 +303,16 @@ def main(argv=None):
     for case in cases:
       repeats = args.loss_repeats if case.kind == "loss" else args.repeats
       timing = (scores, labels, where, repeats, args.compile_repeats)
+      fns = [case.ours] + ([] if case.theirs is None else [case.theirs])
       try:
-        ours_c, ours, ours_min = _timer(
-          case.ours, case.kind, case.needs_key, *timing
-        )
+        timings = _timer(fns, case.kind, case.needs_key, *timing)
       except jax.errors.JaxRuntimeError as error:
         # neuralsort's [batch, n, n] soft permutations and their gradient
         # outgrow host memory at [64, 1000]; the table goes on without it.
         reason = str(error).split(":", 1)[0]
         print(f"| {case.name} | {reason} | – | – | – | – | – |", flush=True)
         continue
+      ours_c, ours, ours_min = timings[0]
       if case.theirs is None:
         print(
           f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | – | – | "
@@ -307,9 +320,7 @@ def main(argv=None):
           flush=True,
         )
         continue
-      theirs_c, theirs, theirs_min = _timer(
-        case.theirs, case.kind, case.needs_key, *timing
-      )
+      theirs_c, theirs, theirs_min = timings[1]
       print(
         f"| {case.name} | {ours:.2f} ({ours_min:.2f}) | {theirs:.2f} "
         f"({theirs_min:.2f}) | {theirs / ours:.1f}x | {ours_c:.2f} | "
