@@ -298,12 +298,14 @@ def ordered_pair_counts(
   return correct, pairs, has_valid
 
 
+def _valid_nan_labels(labels, where):
+  """Items with a ``NaN`` label that are not masked."""
+  return jnp.isnan(labels) if where is None else jnp.isnan(labels) & where
+
+
 def _nan_if_nan_label(correct, pairs, labels, where):
   """float32 counts, ``NaN`` for lists with a valid ``NaN`` label."""
-  nan_label = jnp.isnan(labels)
-  if where is not None:
-    nan_label = nan_label & where
-  nan_label = jnp.any(nan_label, axis=-1)
+  nan_label = jnp.any(_valid_nan_labels(labels, where), axis=-1)
   return (
     jnp.where(nan_label, jnp.nan, correct.astype(jnp.float32)),
     jnp.where(nan_label, jnp.nan, pairs.astype(jnp.float32)),
@@ -429,7 +431,7 @@ def _key_only_ordered_pair_counts(scores, labels, where):
   # A valid NaN label makes its list's counts NaN through the sums, and the
   # merge count starts from the pair shares (minus their sum) instead of
   # zeros: on XLA:CPU both save a kernel each.
-  nan_label = jnp.isnan(labels) if where is None else jnp.isnan(labels) & where
+  nan_label = _valid_nan_labels(labels, where)
   smaller = jnp.where(nan_label, jnp.nan, smaller.astype(jnp.float32))
   pairs = jnp.sum(smaller, axis=-1)
   correct = _merge_inversions(ranked, base, smaller) - pairs
